@@ -1,0 +1,132 @@
+"""The contracts every backend and box source implements.
+
+A backend is one file under ``srum_core/backends`` that satisfies :class:`UnifiedModel`; the round engine,
+the CLI and the UI talk to backends only through this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .config import GenerationConfig, JudgeConfig
+from .types import GlobalJudgement, Region, RegionJudgement, Sample
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report from a long-running engine call.
+
+    ``stage`` names the step of the round (``generate``, ``propose``, ``judge``, ``train``, ``evaluate``, ...);
+    ``step``/``total`` count work inside that stage; ``metrics`` holds numbers worth plotting live;
+    ``preview`` an optional PIL image.
+    """
+
+    stage: str
+    step: int
+    total: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    preview: Any = None
+    message: str = ""
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@runtime_checkable
+class UnifiedModel(Protocol):
+    """A model that both generates images and judges them with its own understanding path.
+
+    Shapes: images are PIL RGB images of ``image_size``; ``token_losses`` returns ``(B, N)`` with
+    ``N = rows * cols`` of :meth:`token_grid`, row-major, aligned with :attr:`srum_core.types.RewardMap.token`.
+    """
+
+    name: str
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the images this backend generates."""
+        ...
+
+    @property
+    def token_size(self) -> int:
+        """Pixels covered by one generation token along each side (e.g. 16 for BAGEL, 16 for Janus-Pro 384²)."""
+        ...
+
+    def token_grid(self, width: int, height: int) -> tuple[int, int]:
+        """``(rows, cols)`` of the generation token grid for an image of ``width`` x ``height`` pixels."""
+        ...
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        config: GenerationConfig,
+        callback: ProgressCallback | None = None,
+    ) -> list[Sample]:
+        """One image per (prompt, seed). Same prompt + seed + config gives the same image."""
+        ...
+
+    def judge_global(self, image: Any, prompt: str, config: JudgeConfig) -> GlobalJudgement:
+        """The global layout score ``g`` in [-1, 1] for ``image`` against ``prompt``."""
+        ...
+
+    def judge_regions(
+        self, image: Any, prompt: str, regions: Sequence[Region], config: JudgeConfig
+    ) -> list[RegionJudgement]:
+        """One judgement per region, in the same order as ``regions``."""
+        ...
+
+    def box_sources(self) -> dict[str, BoxSource]:
+        """The box sources this backend offers, by name; the first is the default."""
+        ...
+
+    def token_losses(self, samples: Sequence[Sample], generator: Any = None) -> Any:
+        """Per-token training loss ``e_i`` on the backend's own samples: a ``(B, N)`` tensor with grad.
+
+        Flow backends: squared error of the velocity prediction per token at a sampled timestep.
+        Autoregressive backends: per-token cross-entropy of the sampled codes (teacher forcing).
+        """
+        ...
+
+    def trainable_module(self) -> Any:
+        """The ``torch.nn.Module`` that training updates (LoRA is attached to it)."""
+        ...
+
+    def lora_target_modules(self) -> list[str] | str:
+        """peft ``target_modules`` naming the layers LoRA adapts (generation path only where possible)."""
+        ...
+
+
+@runtime_checkable
+class BoxSource(Protocol):
+    """Where regions come from: automatic proposals, grounding on the prompt's objects, or a user's boxes."""
+
+    name: str
+    #: ``"automatic"`` (class-agnostic, like SAM), ``"grounding"`` (finds the prompt's objects), ``"user"``.
+    kind: str
+
+    def propose(self, image: Any, prompt: str, max_regions: int = 10) -> list[Region]:
+        """Up to ``max_regions`` regions on ``image``, largest/most confident first."""
+        ...
+
+
+class UserBoxes:
+    """A box source that returns boxes a user gave (drawn in the UI or passed on the command line)."""
+
+    kind = "user"
+
+    def __init__(self, boxes: Sequence[Sequence[int]], labels: Sequence[str | None] | None = None):
+        labels = list(labels) if labels is not None else [None] * len(boxes)
+        if len(labels) != len(boxes):
+            raise ValueError(f"UserBoxes got {len(boxes)} boxes but {len(labels)} labels; give one label per box")
+        self.name = "user"
+        self._regions = [Region(box=tuple(b), source="user", label=lab) for b, lab in zip(boxes, labels)]
+        for r in self._regions:
+            x1, y1, x2, y2 = r.box
+            if x2 <= x1 or y2 <= y1:
+                raise ValueError(f"User box {list(r.box)} is empty: write it as [x1, y1, x2, y2] with x2 > x1, y2 > y1")
+
+    def propose(self, image: Any, prompt: str, max_regions: int = 10) -> list[Region]:
+        return list(self._regions[:max_regions])
