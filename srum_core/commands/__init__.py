@@ -1,0 +1,13 @@
+"""CLI subcommands, one module per group. Each module exposes ``register(subparsers)``.
+
+A command handler receives the parsed ``argparse.Namespace`` and returns an exit code; it raises
+:class:`srum_core.commands.CliError` for bad input so the CLI prints one line and exits non-zero.
+"""
+
+
+class CliError(Exception):
+    """Bad input on the command line: printed as one line, exit status 2."""
+
+
+#: Modules under ``srum_core.commands`` that register subcommands, in ``--help`` order.
+COMMAND_MODULES: tuple[str, ...] = ("map_cmd",)
