@@ -30,8 +30,14 @@ class GenerationConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _check(1 <= self.steps <= 1000, f"steps={self.steps}: use between 1 and 1000 sampling steps (20 is a good CPU default)")
-        _check(0.0 <= self.guidance <= 30.0, f"guidance={self.guidance}: use a CFG scale between 0 and 30 (1.0 disables guidance)")
+        _check(
+            1 <= self.steps <= 1000,
+            f"steps={self.steps}: use between 1 and 1000 sampling steps (20 is a good CPU default)",
+        )
+        _check(
+            0.0 <= self.guidance <= 30.0,
+            f"guidance={self.guidance}: use a CFG scale between 0 and 30 (1.0 disables guidance)",
+        )
         _check(1 <= self.batch_size <= 1024, f"batch_size={self.batch_size}: use between 1 and 1024 images per batch")
         _check(self.device in DEVICES, f"device={self.device!r}: choose one of {', '.join(DEVICES)}")
 
@@ -41,10 +47,10 @@ class GenerationConfig:
 
 DEFAULT_GLOBAL_TEMPLATE = (
     "Does the arrangement of the elements in this image match the content and spatial layout asked for by "
-    "the prompt: \"{prompt}\"? Answer Yes or No."
+    'the prompt: "{prompt}"? Answer Yes or No.'
 )
 DEFAULT_REGION_TEMPLATE = (
-    "The prompt is \"{prompt}\". Is the object in {region} ({object}) exactly what the prompt asks for and "
+    'The prompt is "{prompt}". Is the object in {region} ({object}) exactly what the prompt asks for and '
     "well drawn? Answer Yes or No."
 )
 
@@ -66,8 +72,13 @@ class JudgeConfig:
     region_template: str = DEFAULT_REGION_TEMPLATE
 
     def __post_init__(self) -> None:
-        _check(self.region_view in REGION_VIEWS, f"region_view={self.region_view!r}: choose one of {', '.join(REGION_VIEWS)}")
-        _check(1 <= self.max_regions <= 64, f"max_regions={self.max_regions}: use between 1 and 64 (SRUM keeps the top 10)")
+        _check(
+            self.region_view in REGION_VIEWS,
+            f"region_view={self.region_view!r}: choose one of {', '.join(REGION_VIEWS)}",
+        )
+        _check(
+            1 <= self.max_regions <= 64, f"max_regions={self.max_regions}: use between 1 and 64 (SRUM keeps the top 10)"
+        )
         _check("{prompt}" in self.global_template, "global_template must contain {prompt} so the judge sees the prompt")
         _check("{prompt}" in self.region_template, "region_template must contain {prompt} so the judge sees the prompt")
 
