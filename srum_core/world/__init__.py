@@ -1,0 +1,6 @@
+"""The synthetic compositional world of the embedded sandbox backend: vocabulary, renderer, prompt grammar,
+train/validation split, and an independent, non-learned referee and segmenter.
+
+Import the submodules directly (``from srum_core.world.render import render_spec``); nothing here loads at
+import beyond numpy and Pillow.
+"""
