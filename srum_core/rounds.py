@@ -1,0 +1,717 @@
+"""One SRUM round, top to bottom (SRUM_SPEC §1): the model rewards itself and trains on its own images.
+
+    sample_prompts      → list[PromptItem]               prompts of the world split, or a prompt file
+    generate_samples    → list[Sample]                   one image per prompt, seed recorded (image_seed)
+    propose_regions     → list[list[Region]]             the backend's default box source or the named one
+    judge_samples       → list[RewardReport]             global judgement + one judgement per region
+    build_reward_maps   → list[RewardMap | None]         any map mode; None = global judgement unusable
+    select_training_set → TrainingSet                    images without a usable global score are left out
+                                                         and counted, never dropped silently
+    train_on_samples    → TrainResult                    L = mean((w + λ)·e) on the model's own samples
+    evaluate            → EvalResult                     referee + self-judge, before and after
+
+:func:`run_round` chains the stages, writes the run folder (:mod:`srum_core.runs`) and leaves the backend in
+the trained state. A cancelled or failed round restores the weights it started from, writes nothing, and never
+touches the run it resumed from. Under ``accelerate launch`` generation, proposals, judging and evaluation are
+split across processes, gradients are averaged, and only the main process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
+from .evaluation import EvalResult, PromptItem, evaluate, image_seed, world_prompts, world_referee
+from .protocol import ProgressCallback, ProgressEvent
+from .records import scoring_record_from_report, training_record_from_report, write_jsonl
+from .rewards import build_reward_map
+from .runs import (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    EVAL_FILE,
+    GENERATION_FILE,
+    IMAGES_DIR,
+    LOG_FILE,
+    METRICS_FILE,
+    RECORDS_FILE,
+    SAMPLES_DIR,
+    TRAINING_RECORDS_FILE,
+    append_jsonl,
+    commit_run,
+    discard_run,
+    load_run,
+    read_run,
+    staging_dir,
+    write_json,
+)
+from .training import (
+    Cancelled,
+    ProcessInfo,
+    TrainResult,
+    adapter_kind,
+    adapter_state,
+    attach_adapter,
+    barrier,
+    gather_objects,
+    load_adapter_state,
+    process_info,
+    reset_to_base,
+    save_adapter,
+    shard,
+    train_on_samples,
+)
+from .types import Region, RewardMap, RewardReport, Sample
+
+logger = logging.getLogger(__name__)
+
+WORLD_SPLITS = ("train", "val")
+
+__all__ = ["Cancelled", "RoundConfig", "RoundResult", "run_round"]
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """Everything one round needs. ``seed`` (None = draw one; the result reports it) drives the prompt draw,
+    the image seeds, the LoRA initialisation and the training noise — it replaces ``training.seed``.
+
+    ``prompts``: ``"train"`` / ``"val"`` (the sandbox world's splits) or a path to a JSON/JSONL prompt file
+    (strings, or objects with ``prompt``/``Question`` and optional ``category``/``Category``).
+    ``categories``: keep only these categories (None = all). ``n_prompts``: images generated this round.
+    ``eval_split``: world split evaluated before and after (None = no evaluation); ``eval_n_prompts`` prompts per
+    category at each of ``eval_seeds``. ``n_fixed_samples``: before/after sample images at fixed prompts/seeds.
+    """
+
+    prompts: str = "train"
+    categories: tuple[str, ...] | None = None
+    n_prompts: int = 16
+    seed: int | None = None
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval_split: str | None = "val"
+    eval_n_prompts: int = 4
+    eval_seeds: tuple[int, ...] = (0,)
+    eval_categories: tuple[str, ...] | None = None
+    n_fixed_samples: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompts, str) or not self.prompts:
+            raise ValueError("prompts must be 'train', 'val' or the path of a JSON/JSONL prompt file")
+        if not 1 <= self.n_prompts <= 100_000:
+            raise ValueError(f"n_prompts={self.n_prompts}: generate between 1 and 100000 images per round")
+        if self.categories is not None:
+            object.__setattr__(self, "categories", tuple(self.categories))
+        if self.eval_categories is not None:
+            object.__setattr__(self, "eval_categories", tuple(self.eval_categories))
+        object.__setattr__(self, "eval_seeds", tuple(int(s) for s in self.eval_seeds))
+        if self.eval_split is not None and self.eval_split not in WORLD_SPLITS:
+            raise ValueError(f"eval_split={self.eval_split!r}: use 'train', 'val' or None (no evaluation)")
+        if self.eval_split is not None and (self.eval_n_prompts < 1 or not self.eval_seeds):
+            raise ValueError("evaluation needs eval_n_prompts ≥ 1 and at least one eval seed (or eval_split=None)")
+        if not 0 <= self.n_fixed_samples <= 64:
+            raise ValueError(f"n_fixed_samples={self.n_fixed_samples}: use 0 to 64")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoundConfig:
+        data = dict(data)
+        for key, kind in (
+            ("generation", GenerationConfig),
+            ("judge", JudgeConfig),
+            ("reward", RewardConfig),
+            ("training", TrainingConfig),
+        ):
+            if key in data:
+                data[key] = kind(**data[key])
+        for key in ("categories", "eval_categories", "eval_seeds"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The images that train, their ``(B, N)`` token weights, and which images were left out and why."""
+
+    samples: tuple[Sample, ...]
+    weights: np.ndarray
+    kept: tuple[int, ...]
+    excluded: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What a completed round produced. ``run_dir`` is None only for a round run without an output folder."""
+
+    run_dir: Path | None
+    round_index: int
+    seed: int
+    config: RoundConfig
+    n_samples: int
+    n_trained: int
+    n_excluded: int
+    train: TrainResult
+    summary: dict[str, Any]
+    timings: dict[str, float]
+    eval_before: EvalResult | None
+    eval_after: EvalResult | None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 1: prompts
+
+
+def _read_prompt_file(path: Path) -> list[PromptItem]:
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {path} does not exist; give 'train', 'val' or a JSON/JSONL file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        entries = json.loads(text)
+        if isinstance(entries, dict):
+            entries = entries.get("prompts", [])
+    items = []
+    for number, entry in enumerate(entries, start=1):
+        if isinstance(entry, str):
+            items.append(PromptItem(text=entry))
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path} entry {number}: expected a string or an object with a 'prompt' field")
+        prompt = entry.get("prompt", entry.get("Question", entry.get("text")))
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{path} entry {number}: no 'prompt' (or T2I-CompBench 'Question') text")
+        category = entry.get("category", entry.get("Category", "unknown"))
+        items.append(PromptItem(text=prompt.strip(), category=str(category), spec=entry.get("spec")))
+    return items
+
+
+def sample_prompts(source: str, categories: Sequence[str] | None, n_prompts: int, seed: int) -> list[PromptItem]:
+    """``n_prompts`` prompts from a world split (balanced over ``categories``) or a seeded draw from a file."""
+    if source in WORLD_SPLITS:
+        if not categories:
+            from .world.prompts import make_prompts
+
+            return [
+                PromptItem(text=s.text, category=s.category, spec=s.to_dict())
+                for s in make_prompts(source, None, n_prompts, seed)
+            ]
+        items: list[PromptItem] = []
+        for i, category in enumerate(categories):
+            count = n_prompts // len(categories) + (1 if i < n_prompts % len(categories) else 0)
+            if count:
+                items += world_prompts(source, [category], count, seed)
+        return items
+    pool = _read_prompt_file(Path(source))
+    if categories:
+        pool = [p for p in pool if p.category in categories]
+    if len(pool) < n_prompts:
+        raise ValueError(
+            f"{source} has {len(pool)} prompts{' in ' + ', '.join(categories) if categories else ''}, "
+            f"fewer than n_prompts={n_prompts}; lower --n-prompts"
+        )
+    picked = sorted(np.random.default_rng(seed).choice(len(pool), size=n_prompts, replace=False).tolist())
+    return [pool[i] for i in picked]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stages 2–4: generate, propose regions, judge (each split across processes)
+
+
+def generate_samples(
+    backend: Any,
+    items: Sequence[PromptItem],
+    seeds: Sequence[int],
+    config: GenerationConfig,
+    info: ProcessInfo,
+    callback: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Sample]:
+    """One image per prompt at its seed, in batches of ``config.batch_size``; returns samples in prompt order."""
+    mine = shard(list(zip(items, seeds)), info)
+    done: list[tuple[int, Sample]] = []
+    for start in range(0, len(mine), config.batch_size):
+        _check_cancel(cancel, "generation")
+        chunk = mine[start : start + config.batch_size]
+        samples = backend.generate([item.text for _, (item, _) in chunk], [seed for _, (_, seed) in chunk], config)
+        done += [(index, sample) for (index, _), sample in zip(chunk, samples)]
+        if callback is not None:
+            callback(ProgressEvent("generate", len(done), len(mine), preview=samples[-1].image))
+    return gather_objects(done, info)
+
+
+def resolve_box_source(backend: Any, name: str | None) -> Any:
+    """The named box source of ``backend`` (None = its first, the default)."""
+    sources = backend.box_sources()
+    if not sources:
+        raise ValueError(f"backend {backend.name!r} offers no box source; give regions another way")
+    if name is None:
+        return next(iter(sources.values()))
+    if name not in sources:
+        raise ValueError(f"box source {name!r} is not offered by {backend.name!r}; choose one of {', '.join(sources)}")
+    return sources[name]
+
+
+def propose_regions(
+    backend: Any,
+    samples: Sequence[Sample],
+    config: JudgeConfig,
+    info: ProcessInfo,
+    cancel: threading.Event | None = None,
+) -> list[list[Region]]:
+    """Up to ``config.max_regions`` regions per image from the configured box source."""
+    source = resolve_box_source(backend, config.box_source)
+    done = []
+    for index, sample in shard(samples, info):
+        _check_cancel(cancel, "region proposal")
+        done.append((index, list(source.propose(sample.image, sample.prompt, config.max_regions))))
+    return gather_objects(done, info)
+
+
+def judge_samples(
+    backend: Any,
+    samples: Sequence[Sample],
+    regions: Sequence[Sequence[Region]],
+    config: JudgeConfig,
+    info: ProcessInfo,
+    callback: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[RewardReport]:
+    """The model's own global and per-region judgements of each image, as reward reports."""
+    width, height = backend.image_size
+    mine = shard(list(zip(samples, regions)), info)
+    done = []
+    for count, (index, (sample, boxes)) in enumerate(mine, start=1):
+        _check_cancel(cancel, "judging")
+        verdict = backend.judge_global(sample.image, sample.prompt, config)
+        region_verdicts = backend.judge_regions(sample.image, sample.prompt, list(boxes), config) if boxes else []
+        report = RewardReport(
+            prompt=sample.prompt,
+            width=width,
+            height=height,
+            global_judgement=verdict,
+            regions=tuple(region_verdicts),
+            image_file=image_file(index),
+        )
+        done.append((index, report))
+        if callback is not None:
+            callback(ProgressEvent("judge", count, len(mine)))
+    return gather_objects(done, info)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stages 5–6: reward maps and the training set
+
+
+def build_reward_maps(reports: Sequence[RewardReport], config: RewardConfig, token_size: int) -> list[RewardMap | None]:
+    """The reward map of each report; None where the global judgement is unusable (SRUM_SPEC §1.4).
+
+    The exclusion holds in every map mode — also ``local-only`` and ``sft``, which could do without ``g`` — so
+    every ablation trains on the same images.
+    """
+    return [build_reward_map(r, config, token_size) if r.trainable else None for r in reports]
+
+
+def select_training_set(samples: Sequence[Sample], maps: Sequence[RewardMap | None]) -> TrainingSet:
+    """The samples with a reward map and their ``(B, N)`` row-major token weights."""
+    kept = tuple(i for i, m in enumerate(maps) if m is not None)
+    excluded = tuple(i for i, m in enumerate(maps) if m is None)
+    if kept:
+        weights = np.stack([maps[i].token_weights for i in kept]).astype(np.float32)
+    else:
+        weights = np.zeros((0, 0), dtype=np.float32)
+    return TrainingSet(samples=tuple(samples[i] for i in kept), weights=weights, kept=kept, excluded=excluded)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers for the run folder and summaries
+
+
+def image_file(index: int) -> str:
+    """Where image ``index`` of a round lives, relative to the run folder."""
+    return f"{IMAGES_DIR}/{index:04d}.png"
+
+
+def _check_cancel(cancel: threading.Event | None, what: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"round cancelled during {what}")
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def reward_summary(reports: Sequence[RewardReport], maps: Sequence[RewardMap | None]) -> dict[str, Any]:
+    """Each reward component's mean, and counts of what could not be read (logged separately, SRUM_SPEC §1.4)."""
+    usable_global = [r.global_judgement.score for r in reports if r.trainable]
+    regions = [j for r in reports for j in r.regions]
+    usable_regions = [j.score for j in regions if j.usable]
+    token_means = [float(m.token.mean()) for m in maps if m is not None]
+    return {
+        "n_samples": len(reports),
+        "n_trainable": len(usable_global),
+        "n_excluded_global_unusable": len(reports) - len(usable_global),
+        "global_reward_mean": _mean(usable_global),
+        "n_regions": len(regions),
+        "n_regions_unusable": len(regions) - len(usable_regions),
+        "region_reward_mean": _mean(usable_regions),
+        "token_weight_mean": _mean(token_means),
+    }
+
+
+def referee_summary(samples: Sequence[Sample], items: Sequence[PromptItem], reports: Sequence[RewardReport]) -> dict:
+    """Referee accuracy and judge–referee agreement on the round's own images (world prompts only)."""
+    verdicts = [world_referee(s.image, item) if item.spec is not None else None for s, item in zip(samples, items)]
+    judged = [(v, r.global_judgement.score > 0) for v, r in zip(verdicts, reports) if v is not None and r.trainable]
+    known = [v for v in verdicts if v is not None]
+    return {
+        "train_referee_accuracy": _mean([float(v) for v in known]),
+        "train_judge_referee_agreement": _mean([float(v == j) for v, j in judged]),
+        "referee_verdicts": verdicts,
+    }
+
+
+def _fixed_sample_items(config: RoundConfig, items: Sequence[PromptItem]) -> list[PromptItem]:
+    if config.n_fixed_samples == 0:
+        return []
+    if config.eval_split is not None:
+        pool = world_prompts(config.eval_split, config.eval_categories or config.categories, 1, 0)
+    else:
+        pool = list(items)
+    return pool[: config.n_fixed_samples]
+
+
+def _fixed_seed(config: RoundConfig, index: int) -> int:
+    return image_seed(config.eval_seeds[0] if config.eval_seeds else 0, index)
+
+
+class _RoundLog:
+    """Lines for ``round.log`` (main process), mirrored to this module's logger."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, message: str, *args: Any) -> None:
+        text = message % args if args else message
+        logger.info(text)
+        self.lines.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}")
+
+
+def _draw_seed(info: ProcessInfo) -> int:
+    """A fresh seed, the same on every process (the main process's draw)."""
+    return int(gather_objects([(info.rank, secrets.randbelow(2**31))], info)[0])
+
+
+def _same_eval_settings(previous: dict[str, Any], config: RoundConfig, categories: Sequence[str] | None) -> bool:
+    after = previous.get("after") or {}
+    cats = sorted(after.get("per_category", {}))
+    return (
+        after.get("split") == config.eval_split
+        and after.get("n_prompts") == config.eval_n_prompts
+        and tuple(after.get("seeds", ())) == config.eval_seeds
+        and previous.get("generation") == config.generation.to_dict()
+        and previous.get("judge") == config.judge.to_dict()
+        and (categories is None or cats == sorted(categories))
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The round
+
+
+def run_round(
+    backend: Any,
+    config: RoundConfig,
+    out_dir: str | os.PathLike[str] | None,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    callback: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> RoundResult:
+    """Run one SRUM round on ``backend`` and write its folder ``out_dir`` (must not exist; None = write nothing).
+
+    Starts from ``resume``'s adapter (a previous round's folder) or from the base model. On success the backend
+    keeps the trained weights; on cancellation (:class:`Cancelled`) or error it is restored to the starting
+    weights and no folder appears.
+    """
+    info = process_info()
+    seed = config.seed if config.seed is not None else _draw_seed(info)
+    training = replace(config.training, seed=seed)
+    config = replace(config, seed=seed, training=training)
+    log = _RoundLog()
+    timings: dict[str, float] = {}
+
+    def emit(event: ProgressEvent) -> None:
+        if callback is not None and info.is_main:
+            callback(event)
+
+    # Starting state: the resumed round's adapter, or the base model.
+    round_index = 1
+    previous_eval = None
+    if resume is not None:
+        resumed = load_run(resume, backend)
+        round_index = resumed.round_index + 1
+        previous_eval = resumed.eval
+        log("resumed from %s (round %d)", resume, resumed.round_index)
+    elif adapter_kind(backend) is not None:
+        reset_to_base(backend)
+    attach_adapter(backend, training)
+    start_state = adapter_state(backend)
+
+    staging = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if out_dir.exists():
+            raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
+        if info.is_main:
+            staging = staging_dir(out_dir)
+    try:
+        log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
+        t0 = time.perf_counter()
+        items = sample_prompts(config.prompts, config.categories, config.n_prompts, seed)
+        fixed = _fixed_sample_items(config, items)
+        before_images = _fixed_images(backend, fixed, config, info) if staging is not None else []
+        seeds = [image_seed(seed, i) for i in range(len(items))]
+        samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
+        timings["generate"] = time.perf_counter() - t0
+        log("generated %d images from %s", len(samples), config.prompts)
+
+        t0 = time.perf_counter()
+        regions = propose_regions(backend, samples, config.judge, info, cancel)
+        timings["propose"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
+        timings["judge"] = time.perf_counter() - t0
+
+        maps = build_reward_maps(reports, config.reward, backend.token_size)
+        train_set = select_training_set(samples, maps)
+        rewards = reward_summary(reports, maps)
+        referee = referee_summary(samples, items, reports)
+        log(
+            "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
+            "mean g %s, mean region score %s, mean token weight %s",
+            rewards["n_samples"],
+            rewards["n_trainable"],
+            rewards["n_excluded_global_unusable"],
+            rewards["n_regions_unusable"],
+            rewards["n_regions"],
+            rewards["global_reward_mean"],
+            rewards["region_reward_mean"],
+            rewards["token_weight_mean"],
+        )
+        emit(
+            ProgressEvent(
+                "judge", len(reports), len(reports), metrics={k: v for k, v in rewards.items() if v is not None}
+            )
+        )
+
+        t0 = time.perf_counter()
+        eval_before = None
+        if config.eval_split is not None:
+            if previous_eval is not None and _same_eval_settings(previous_eval, config, config.eval_categories):
+                eval_before = EvalResult.from_dict(previous_eval["after"])
+                log("evaluation before = the resumed round's evaluation after (same settings)")
+            else:
+                eval_before = _evaluate(backend, config, emit, cancel, info)
+        timings["evaluate"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        result = train_on_samples(
+            backend, train_set.samples, train_set.weights, training, callback=emit, cancel=cancel, info=info
+        )
+        timings["train"] = time.perf_counter() - t0
+        if result.metrics:
+            log(
+                "trained %d steps on %d images: loss %.5f → %.5f",
+                result.steps,
+                len(train_set.samples),
+                result.metrics[0]["loss"],
+                result.metrics[-1]["loss"],
+            )
+        else:
+            log("no training step (steps=%d, %d trainable images)", training.steps, len(train_set.samples))
+
+        t0 = time.perf_counter()
+        eval_after = _evaluate(backend, config, emit, cancel, info) if config.eval_split is not None else None
+        timings["evaluate"] += time.perf_counter() - t0
+        _check_cancel(cancel, "the end of the round")
+
+        summary: dict[str, Any] = {"kind": "round", "round": round_index, "seed": seed, "steps": result.steps}
+        summary.update(rewards)
+        summary.update({k: v for k, v in referee.items() if k != "referee_verdicts"})
+        if eval_before is not None:
+            summary.update(eval_before.flat_metrics("eval_before"))
+        if eval_after is not None:
+            summary.update(eval_after.flat_metrics("eval_after"))
+        summary.update({f"time/{k}": v for k, v in timings.items()})
+        for key in ("loss", "reward_term", "constraint_term"):
+            if result.metrics:
+                summary[f"final_{key}"] = result.metrics[-1][key]
+        log("round %d done in %.1f s", round_index, sum(timings.values()))
+
+        if staging is not None:
+            after_images = _fixed_images(backend, fixed, config, info)
+            _write_run_folder(
+                staging,
+                backend,
+                config,
+                round_index,
+                resume,
+                items,
+                seeds,
+                samples,
+                reports,
+                referee,
+                result,
+                summary,
+                eval_before,
+                eval_after,
+                fixed,
+                before_images,
+                after_images,
+                log,
+            )
+            commit_run(staging, out_dir)
+            staging = None
+        barrier(info)
+    except BaseException:
+        # Undo everything this round did to the backend, and leave no folder behind.
+        load_adapter_state(backend, start_state)
+        discard_run(staging)
+        raise
+    return RoundResult(
+        run_dir=Path(out_dir) if out_dir is not None else None,
+        round_index=round_index,
+        seed=seed,
+        config=config,
+        n_samples=len(samples),
+        n_trained=len(train_set.samples),
+        n_excluded=len(train_set.excluded),
+        train=result,
+        summary=summary,
+        timings=timings,
+        eval_before=eval_before,
+        eval_after=eval_after,
+    )
+
+
+def _evaluate(
+    backend: Any, config: RoundConfig, emit: ProgressCallback, cancel: threading.Event | None, info: ProcessInfo
+) -> EvalResult:
+    return evaluate(
+        backend,
+        config.eval_split,
+        config.eval_categories or config.categories,
+        config.eval_seeds,
+        config.eval_n_prompts,
+        generation=config.generation,
+        judge=config.judge,
+        callback=emit,
+        cancel=cancel,
+        info=info,
+    )
+
+
+def _fixed_images(backend: Any, items: Sequence[PromptItem], config: RoundConfig, info: ProcessInfo) -> list[Any]:
+    if not items or not info.is_main:
+        return []
+    seeds = [_fixed_seed(config, i) for i in range(len(items))]
+    return [s.image for s in backend.generate([i.text for i in items], seeds, config.generation)]
+
+
+def _write_run_folder(
+    folder: Path,
+    backend: Any,
+    config: RoundConfig,
+    round_index: int,
+    resume: str | os.PathLike[str] | None,
+    items: Sequence[PromptItem],
+    seeds: Sequence[int],
+    samples: Sequence[Sample],
+    reports: Sequence[RewardReport],
+    referee: dict[str, Any],
+    result: TrainResult,
+    summary: dict[str, Any],
+    eval_before: EvalResult | None,
+    eval_after: EvalResult | None,
+    fixed: Sequence[PromptItem],
+    before_images: Sequence[Any],
+    after_images: Sequence[Any],
+    log: _RoundLog,
+) -> None:
+    """Everything a round leaves behind (layout in :mod:`srum_core.runs`); ``folder`` is the staging folder."""
+    (folder / IMAGES_DIR).mkdir()
+    generation_rows = []
+    for index, (item, seed, sample) in enumerate(zip(items, seeds, samples)):
+        sample.image.save(folder / image_file(index))
+        generation_rows.append(
+            {
+                "prompt": item.text,
+                "seed": seed,
+                "file": Path(image_file(index)).name,
+                "settings": sample.settings or config.generation.to_dict(),
+                "backend": backend.name,
+                "category": item.category,
+                "spec": item.spec,
+                "referee_pass": referee["referee_verdicts"][index],
+                "trainable": reports[index].trainable,
+            }
+        )
+    append_jsonl(folder / IMAGES_DIR / GENERATION_FILE, generation_rows)
+    write_jsonl(folder / RECORDS_FILE, [scoring_record_from_report(r, image_file(i)) for i, r in enumerate(reports)])
+    training_records = [training_record_from_report(r, image_file(i)) for i, r in enumerate(reports)]
+    write_jsonl(folder / TRAINING_RECORDS_FILE, [t for t in training_records if t is not None])
+
+    if fixed:
+        (folder / SAMPLES_DIR).mkdir()
+        rows = []
+        for i, (item, before, after) in enumerate(zip(fixed, before_images, after_images)):
+            before.save(folder / SAMPLES_DIR / f"before_{i:02d}.png")
+            after.save(folder / SAMPLES_DIR / f"after_{i:02d}.png")
+            rows.append({"index": i, "prompt": item.text, "category": item.category, "seed": _fixed_seed(config, i)})
+        append_jsonl(folder / SAMPLES_DIR / "samples.jsonl", rows)
+
+    append_jsonl(folder / METRICS_FILE, [{"kind": "step", **row} for row in result.metrics] + [summary])
+    write_json(
+        folder / EVAL_FILE,
+        {
+            "generation": config.generation.to_dict(),
+            "judge": config.judge.to_dict(),
+            "before": eval_before.to_dict() if eval_before is not None else None,
+            "after": eval_after.to_dict() if eval_after is not None else None,
+        },
+    )
+    save_adapter(backend, folder / ADAPTER_DIR, config.training)
+    write_json(
+        folder / CONFIG_FILE,
+        {
+            "round": round_index,
+            "backend": backend.name,
+            "resumed_from": os.path.abspath(resume) if resume is not None else None,
+            "box_source": config.judge.box_source or next(iter(backend.box_sources())),
+            "token_size": backend.token_size,
+            "image_size": list(backend.image_size),
+            "round_config": config.to_dict(),
+        },
+    )
+    (folder / LOG_FILE).write_text("\n".join(log.lines) + "\n", encoding="utf-8")
+
+
+def read_round_config(run_dir: str | os.PathLike[str]) -> RoundConfig:
+    """The RoundConfig a run folder was made with (seed resolved)."""
+    return RoundConfig.from_dict(read_run(run_dir).config)

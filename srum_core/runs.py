@@ -1,0 +1,213 @@
+"""Run folders (one per round), the history of a session's rounds, and undo.
+
+A round's folder holds everything needed to understand and reproduce it::
+
+    RUN_DIR/
+      config.json              the RoundConfig (seed resolved), backend, round index, the run it resumed
+      round.log                what happened, stage by stage, with counts of excluded records
+      metrics.jsonl            one line per training step, then one per round (rewards, evaluation before/after)
+      eval.json                evaluation before and after the round (per category, referee and self-judge)
+      records.jsonl            SRUM scoring records, one per generated image (srum_core.records)
+      training_records.jsonl   SRUM training records of the images that trained
+      images/                  the generated images + generation.jsonl (prompt, seed, file, settings, backend)
+      samples/                 before_*.png / after_*.png at fixed prompts and seeds
+      adapter/                 the weights after the round (safetensors + adapter_config.json)
+
+A folder appears only when its round completed: the round writes into a hidden sibling folder and renames it at
+the end (:func:`staging_dir`, :func:`commit_run`), so a failed or cancelled round leaves nothing half-written and
+never touches the folder it resumed from. Round ``k + 1`` resumes from round ``k``'s adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .training import load_adapter, reset_to_base
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "round.log"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"
+RECORDS_FILE = "records.jsonl"
+TRAINING_RECORDS_FILE = "training_records.jsonl"
+IMAGES_DIR = "images"
+GENERATION_FILE = "generation.jsonl"
+SAMPLES_DIR = "samples"
+ADAPTER_DIR = "adapter"
+
+
+def staging_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """A fresh hidden folder beside ``out_dir`` to build the run in; refuses if ``out_dir`` already exists."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(
+            f"run folder {out_dir} already exists; choose a new --out folder (runs are never overwritten)"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+
+
+def commit_run(staging: Path, out_dir: str | os.PathLike[str]) -> Path:
+    """Make the finished ``staging`` folder the run folder ``out_dir`` in one rename."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"run folder {out_dir} appeared while the round ran; the round stays in {staging}")
+    os.replace(staging, out_dir)
+    return out_dir
+
+
+def discard_run(staging: Path | None) -> None:
+    """Remove a staging folder of a round that did not complete."""
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every JSON line of ``path`` (blank lines skipped); a bad line raises with its number."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{number} is not valid JSON ({err})") from err
+    return rows
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run folder says about itself (read without a backend)."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    round_index: int
+    resumed_from: Path | None
+    backend: str
+    summary: dict[str, Any]
+    eval: dict[str, Any] | None
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.run_dir / ADAPTER_DIR
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
+    """Read a completed run folder's config, round summary and evaluation."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} is missing: {run_dir} is not a completed SRUM run folder")
+    meta = json.loads(config_path.read_text(encoding="utf-8"))
+    summary: dict[str, Any] = {}
+    metrics_path = run_dir / METRICS_FILE
+    if metrics_path.is_file():
+        rounds = [row for row in read_jsonl(metrics_path) if row.get("kind") == "round"]
+        summary = rounds[-1] if rounds else {}
+    eval_path = run_dir / EVAL_FILE
+    evaluation = json.loads(eval_path.read_text(encoding="utf-8")) if eval_path.is_file() else None
+    resumed = meta.get("resumed_from")
+    return RunInfo(
+        run_dir=run_dir,
+        config=meta.get("round_config", {}),
+        round_index=int(meta.get("round", 1)),
+        resumed_from=Path(resumed) if resumed else None,
+        backend=str(meta.get("backend", "")),
+        summary=summary,
+        eval=evaluation,
+    )
+
+
+def load_run(run_dir: str | os.PathLike[str], backend: Any) -> RunInfo:
+    """Put ``backend`` in the state a run folder ended in (its adapter): the same seed then gives the same image."""
+    info = read_run(run_dir)
+    if info.backend and info.backend != backend.name:
+        raise ValueError(f"run {info.run_dir} was made with backend {info.backend!r}, not {backend.name!r}")
+    if not info.adapter_dir.is_dir():
+        raise FileNotFoundError(f"{info.adapter_dir} is missing: the run folder is incomplete")
+    load_adapter(backend, info.adapter_dir)
+    return info
+
+
+class RunHistory:
+    """A session's rounds in order and which one is current (0 = the base model, k = after round k).
+
+    ``undo(k)`` makes round ``k`` current again (0 = base) and forgets the rounds after it (their folders stay
+    on disk); a new round then continues from round ``k``. ``apply(backend)`` puts the backend in the current
+    state. The history changes only when asked: a failed or cancelled round is never added.
+    """
+
+    def __init__(self, rounds: Sequence[str | os.PathLike[str]] = (), current: int | None = None) -> None:
+        self._rounds = [Path(r) for r in rounds]
+        self._current = len(self._rounds) if current is None else int(current)
+        if not 0 <= self._current <= len(self._rounds):
+            raise ValueError(f"current={current}: choose 0 (base) to {len(self._rounds)}")
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike[str]) -> RunHistory:
+        """The history that leads to ``run_dir``, following each run's ``resumed_from`` back to the base."""
+        chain = []
+        seen = set()
+        path: Path | None = Path(run_dir)
+        while path is not None:
+            if path.resolve() in seen:
+                raise ValueError(f"run folders resume from each other in a loop at {path}")
+            seen.add(path.resolve())
+            chain.append(path)
+            path = read_run(path).resumed_from
+        return cls(list(reversed(chain)))
+
+    @property
+    def rounds(self) -> tuple[Path, ...]:
+        return tuple(self._rounds)
+
+    @property
+    def current(self) -> int:
+        return self._current
+
+    @property
+    def current_run(self) -> Path | None:
+        """The run folder of the current state (None = base): what the next round resumes from."""
+        return self._rounds[self._current - 1] if self._current > 0 else None
+
+    def add(self, run_dir: str | os.PathLike[str]) -> int:
+        """Record a completed round after the current one (later rounds are dropped); returns its index."""
+        read_run(run_dir)  # refuse anything that is not a completed run folder
+        self._rounds = self._rounds[: self._current] + [Path(run_dir)]
+        self._current = len(self._rounds)
+        return self._current
+
+    def undo(self, to_round: int) -> None:
+        """Go back to round ``to_round`` (0 = base) and forget the rounds after it."""
+        if not 0 <= to_round <= self._current:
+            raise ValueError(f"cannot undo to round {to_round}: choose 0 (base) to {self._current}")
+        self._rounds = self._rounds[:to_round]
+        self._current = to_round
+
+    def apply(self, backend: Any) -> None:
+        """Load the current state into ``backend``: the current round's adapter, or the base weights."""
+        run = self.current_run
+        if run is None:
+            reset_to_base(backend)
+        else:
+            load_run(run, backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rounds": [str(r) for r in self._rounds], "current": self._current}
