@@ -1,0 +1,120 @@
+"""Compare tab: the base model and a trained round at the same prompt and seed.
+
+A before/after slider, both reward breakdowns side by side, per-object and global score deltas, the referee's
+verdicts (sandbox only; the referee never feeds a reward), and a small grid over consecutive seeds.
+Event: ``compare``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from srum_core import inspect as engine_inspect
+from srum_core.config import GenerationConfig, JudgeConfig
+
+from ..state import Engine, ensure_session, round_choices
+from . import ENGINE_QUEUE, friendly
+from .inspect import TABLE_HEADERS, result_table
+
+DELTA_HEADERS = ["what", "base", "after", "delta"]
+MAX_GRID = 8
+
+
+def verdict_text(verdict: dict[str, Any] | None) -> str:
+    if verdict is None:
+        return "no referee for this backend"
+    if verdict["passed"] is None:
+        return f"not judged: {verdict['notes']}"
+    failed = [name for name, ok in verdict["checks"].items() if not ok]
+    return ("✅ passed" if verdict["passed"] else "❌ failed") + (f" (failed: {', '.join(failed)})" if failed else "")
+
+
+def _score(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def build(engine: Engine, state: Any) -> None:
+    gen_default = GenerationConfig()
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox(label="Prompt", lines=2, elem_id="compare-prompt")
+            seed = gr.Number(label="Seed", value=0, precision=0)
+            round_pick = gr.Dropdown(
+                ["latest", "base"], value="latest", label="Trained state to compare with the base",
+                allow_custom_value=True, elem_id="compare-round",
+            )
+            n_grid = gr.Slider(0, MAX_GRID, value=3, step=1, label="Seed grid: images per side (0 = off)")
+            steps = gr.Slider(1, 100, value=gen_default.steps, step=1, label="Sampling steps")
+            guidance = gr.Slider(0.0, 15.0, value=gen_default.guidance, step=0.5, label="CFG guidance")
+            run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+        with gr.Column(scale=2):
+            slider = gr.ImageSlider(label="Base ↔ trained", type="pil", elem_id="compare-slider")
+            verdicts = gr.Markdown(elem_id="compare-verdicts")
+    with gr.Row():
+        before_table = gr.Dataframe(headers=TABLE_HEADERS, label="Base: objects", interactive=False)
+        after_table = gr.Dataframe(headers=TABLE_HEADERS, label="Trained: objects", interactive=False)
+    deltas = gr.Dataframe(headers=DELTA_HEADERS, label="Score changes (after − base)", interactive=False)
+    grid = gr.Gallery(label="Seed grid (base, trained) per seed", columns=4, height=320)
+
+    @friendly
+    def compare(
+        prompt_text: str, seed_value: float | None, which: str, grid_n: float, steps_value: float,
+        guidance_value: float, session: Any,
+    ):
+        session = ensure_session(session)
+        config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
+        judge = JudgeConfig()
+        seed_used = engine_inspect.draw_seed(seed_value)
+        text = engine_inspect.check_prompt(prompt_text)
+        n = int(grid_n)
+        if not 0 <= n <= MAX_GRID:
+            raise ValueError(f"seed grid size {n}: use 0 to {MAX_GRID}")
+        with engine.lock:
+            engine.activate_round(session, "base")
+            before = engine_inspect.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
+            before_grid = [
+                engine_inspect.inspect_prompt(engine.backend, text, seed_used + i, config, judge, None) for i in range(n)
+            ]
+            label = engine.activate_round(session, which)
+            after = engine_inspect.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
+            after_grid = [
+                engine_inspect.inspect_prompt(engine.backend, text, seed_used + i, config, judge, None) for i in range(n)
+            ]
+            engine.activate(session)  # back to the session's current state
+            verdict_before = engine_inspect.referee_verdict(engine.backend, before.image, text)
+            verdict_after = engine_inspect.referee_verdict(engine.backend, after.image, text)
+            grid_verdicts = [
+                (engine_inspect.referee_verdict(engine.backend, b.image, text),
+                 engine_inspect.referee_verdict(engine.backend, a.image, text))
+                for b, a in zip(before_grid, after_grid)
+            ]
+        rows = [
+            [d.what, _score(d.before), _score(d.after), _score(d.delta)]
+            for d in engine_inspect.compare_results(before, after)
+        ]
+        verdict_md = (
+            f"Seed **{seed_used}**, base vs **{label}**.\n\n"
+            f"Referee — base: {verdict_text(verdict_before)} · {label}: {verdict_text(verdict_after)}"
+        )
+        gallery = []
+        for i, (b, a) in enumerate(zip(before_grid, after_grid)):
+            vb, va = grid_verdicts[i]
+            gallery.append((b.image, f"seed {seed_used + i} base g={_score(b.global_judgement.score)} {verdict_text(vb)}"))
+            gallery.append((a.image, f"seed {seed_used + i} {label} g={_score(a.global_judgement.score)} {verdict_text(va)}"))
+        return (before.image, after.image), verdict_md, result_table(before), result_table(after), rows, gallery, session
+
+    def refresh_rounds(session: Any):
+        return gr.Dropdown(choices=round_choices(ensure_session(session)))
+
+    run.click(
+        compare,
+        [prompt, seed, round_pick, n_grid, steps, guidance, state],
+        [slider, verdicts, before_table, after_table, deltas, grid, state],
+        api_name="compare",
+        concurrency_id=ENGINE_QUEUE,
+    )
+    round_pick.focus(
+        refresh_rounds, state, round_pick, api_name="compare_rounds", api_visibility="private", queue=False
+    )

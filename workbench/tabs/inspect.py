@@ -1,0 +1,295 @@
+"""Inspect tab: one prompt → image → regions → judgements → reward map, every step visible.
+
+Events: ``generate`` (prompt, seed, settings → image and the seed used) then ``score`` (box source, judge
+templates → regions, per-object table, global score, heatmap). Changing the map mode or view redraws the
+heatmap; picking an object highlights its region and shows its crop, question and answer (private events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from srum_core import inspect as engine_inspect
+from srum_core.config import DEFAULT_GLOBAL_TEMPLATE, DEFAULT_REGION_TEMPLATE, MAP_MODES, GenerationConfig, JudgeConfig
+
+from .. import plots
+from ..state import Engine, SessionState, ensure_session
+from . import ENGINE_QUEUE, friendly
+
+TABLE_HEADERS = ["#", "object", "box [x1, y1, x2, y2]", "score", "status", "reason"]
+
+
+@dataclass
+class InspectTab:
+    prompt: Any
+    seed: Any
+    run: Any
+    image: Any
+    seed_used: Any
+    table: Any
+    global_md: Any
+    notices: Any
+    heatmap: Any
+
+
+def result_table(result: Any) -> list[list[Any]]:
+    """One row per region judgement: index, object named, box, score, parse status, reason."""
+    rows = []
+    for index, judgement in enumerate(result.region_judgements, start=1):
+        score = None if judgement.score is None else round(float(judgement.score), 3)
+        rows.append(
+            [index, judgement.object_name, str(list(judgement.region.box)), score, judgement.parse_status, judgement.reason]
+        )
+    return rows
+
+
+def global_markdown(result: Any) -> str:
+    g = result.global_judgement
+    score = "unreadable" if g.score is None else f"{g.score:+.3f}"
+    return f"**Global score g = {score}** ({g.parse_status}) — {g.reason or 'no reason given'}\n\nbox source: `{result.box_source}`"
+
+
+def notices_markdown(result: Any) -> str:
+    lines = [f"⚠️ {notice}" for notice in result.notices]
+    lines += [f"map `{mode}` not available: {why}" for mode, why in result.map_errors.items()]
+    return "\n\n".join(lines)
+
+
+def annotated_value(result: Any) -> tuple[Any, list[tuple[tuple[int, int, int, int], str]]]:
+    boxes = []
+    for index, judgement in enumerate(result.region_judgements, start=1):
+        score = "?" if judgement.score is None else f"{judgement.score:+.2f}"
+        boxes.append((tuple(judgement.region.box), f"{index}. {judgement.object_name} ({score})"))
+    return result.image, boxes
+
+
+def heatmap_figure(result: Any, mode: str, view: str, highlight: int | None = None) -> Any:
+    if result is None:
+        return None
+    reward_map = result.maps.get(mode)
+    if reward_map is None:
+        why = result.map_errors.get(mode, "unknown map mode")
+        raise gr.Error(f"map mode {mode!r} cannot be drawn for this image: {why}")
+    boxes = [(tuple(j.region.box), f"{i}. {j.object_name}") for i, j in enumerate(result.region_judgements, start=1)]
+    title = f"{mode} reward map, {view} view ({reward_map.grid} grid, {reward_map.token_size}px tokens)"
+    return plots.reward_heatmap(
+        result.image, reward_map.pixel, reward_map.token, view=view, boxes=boxes, highlight=highlight, title=title
+    )
+
+
+def build(engine: Engine, state: Any) -> InspectTab:
+    backend = engine.backend
+    examples = engine_inspect.example_prompts(backend)
+    source_names = [*backend.box_sources(), engine_inspect.USER_BOX_SOURCE]
+    gen_default = GenerationConfig()
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox(
+                label="Prompt", value=examples[0][1] if examples else "", lines=2, elem_id="inspect-prompt"
+            )
+            with gr.Row():
+                seed = gr.Number(label="Seed (empty = random)", value=0, precision=0, elem_id="inspect-seed")
+                seed_used = gr.Number(label="Seed used", precision=0, interactive=False, elem_id="inspect-seed-used")
+            run = gr.Button("Generate and score", variant="primary", elem_id="inspect-run")
+            example_set = gr.Dataset(
+                components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
+                samples=[[category, text] for category, text in examples],
+                headers=["category", "example prompt (one click runs it)"],
+                label="Examples",
+                elem_id="inspect-examples",
+            )
+            with gr.Accordion("Generation settings", open=False):
+                steps = gr.Slider(1, 100, value=gen_default.steps, step=1, label="Sampling steps")
+                guidance = gr.Slider(0.0, 15.0, value=gen_default.guidance, step=0.5, label="CFG guidance")
+            with gr.Accordion("Judge and box source", open=False):
+                box_source = gr.Dropdown(source_names, value=source_names[0], label="Box source")
+                user_boxes = gr.Textbox(
+                    label="Your boxes (box source 'user')",
+                    placeholder='[[4, 4, 30, 30], {"box": [34, 20, 60, 60], "label": "blue square"}]',
+                    lines=2,
+                )
+                region_view = gr.Dropdown(["crop", "coords", "boxes"], value="crop", label="How the judge sees a region")
+                max_regions = gr.Slider(1, 20, value=10, step=1, label="Max regions (SRUM keeps 10)")
+                grid = gr.Radio(["bilinear", "area"], value="bilinear", label="Token grid projection")
+                global_template = gr.Textbox(label="Global question template", value=DEFAULT_GLOBAL_TEMPLATE, lines=3)
+                region_template = gr.Textbox(label="Region question template", value=DEFAULT_REGION_TEMPLATE, lines=3)
+                rescore = gr.Button("Re-score this image", elem_id="inspect-rescore")
+        with gr.Column(scale=2):
+            image = gr.AnnotatedImage(label="Image and regions", height=320, elem_id="inspect-image")
+            global_md = gr.Markdown(elem_id="inspect-global")
+            notices = gr.Markdown(elem_id="inspect-notices")
+            with gr.Row():
+                map_mode = gr.Dropdown(list(MAP_MODES), value="released", label="Map mode", elem_id="inspect-map-mode")
+                view = gr.Radio(["pixel", "token"], value="pixel", label="View", elem_id="inspect-view")
+            heatmap = gr.Plot(label="Reward map over the image", elem_id="inspect-heatmap")
+    with gr.Row():
+        with gr.Column(scale=2):
+            table = gr.Dataframe(
+                headers=TABLE_HEADERS, label="Objects (click a row)", interactive=False, elem_id="inspect-table"
+            )
+        with gr.Column(scale=1):
+            crop = gr.Image(label="Picked region", type="pil", height=160, interactive=False)
+            qa = gr.Markdown()
+    with gr.Accordion("Raw judge text", open=False):
+        raw = gr.Textbox(label="Transcript", lines=10, interactive=False, elem_id="inspect-raw")
+
+    @friendly
+    def generate(prompt_text: str, seed_value: float | None, steps_value: float, guidance_value: float, session: Any):
+        session = ensure_session(session)
+        config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
+        with engine.using(session) as model:
+            sample = engine_inspect.generate_one(model, prompt_text, seed_value, config)
+        session.last = None
+        session.selected = None
+        session.sample = sample
+        session.generation = config
+        return (sample.image, []), sample.seed, session
+
+    @friendly
+    def score(
+        source: str,
+        boxes_text: str,
+        view_name: str,
+        regions_max: float,
+        grid_name: str,
+        global_tpl: str,
+        region_tpl: str,
+        mode: str,
+        view_kind: str,
+        session: Any,
+    ):
+        session = ensure_session(session)
+        sample = session.sample
+        if sample is None:
+            raise gr.Error("no image yet: generate one first (button 'Generate and score' or the generate API)")
+        judge = JudgeConfig(
+            region_view=view_name,
+            max_regions=int(regions_max),
+            global_template=global_tpl,
+            region_template=region_tpl,
+        )
+        with engine.using(session) as model:
+            result = engine_inspect.score_sample(
+                model, sample, judge, source, boxes_text, grid_name, session.generation
+            )
+        for notice in result.notices:
+            gr.Warning(notice)
+        session.last = result
+        session.selected = None
+        return (
+            annotated_value(result),
+            result_table(result),
+            global_markdown(result),
+            notices_markdown(result),
+            heatmap_figure(result, mode, view_kind),
+            _transcript(result),
+            session,
+        )
+
+    @friendly
+    def redraw(mode: str, view_kind: str, session: Any):
+        session = ensure_session(session)
+        return heatmap_figure(session.last, mode, view_kind, session.selected)
+
+    @friendly
+    def pick(mode: str, view_kind: str, session: Any, evt: gr.SelectData):
+        session = ensure_session(session)
+        result = session.last
+        if result is None or not result.region_judgements:
+            return None, "", None, session
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        index = int(index)
+        if not 0 <= index < len(result.region_judgements):
+            return None, "", heatmap_figure(result, mode, view_kind), session
+        session.selected = index
+        judgement = result.region_judgements[index]
+        crop_image = engine_inspect.region_crop(result.image, judgement.region)
+        text = (
+            f"**{index + 1}. {judgement.object_name}** at `{list(judgement.region.box)}` "
+            f"(source {judgement.region.source})\n\n**Question:** {judgement.question or '—'}\n\n"
+            f"**Answer:** {judgement.raw_text or '—'}\n\n**Score:** {judgement.score} ({judgement.parse_status}); "
+            f"{judgement.reason}"
+        )
+        return crop_image, text, heatmap_figure(result, mode, view_kind, index), session
+
+    def load_example(evt: gr.SelectData):
+        row = evt.row_value if getattr(evt, "row_value", None) else examples[int(evt.index)]
+        return row[1]
+
+    score_inputs = [
+        box_source,
+        user_boxes,
+        region_view,
+        max_regions,
+        grid,
+        global_template,
+        region_template,
+        map_mode,
+        view,
+        state,
+    ]
+    score_outputs = [image, table, global_md, notices, heatmap, raw, state]
+
+    run.click(
+        generate,
+        [prompt, seed, steps, guidance, state],
+        [image, seed_used, state],
+        api_name="generate",
+        concurrency_id=ENGINE_QUEUE,
+    ).success(
+        score, score_inputs, score_outputs, api_name="score_after_generate", api_visibility="private",
+        concurrency_id=ENGINE_QUEUE,
+    )
+    example_set.select(load_example, None, prompt, api_name="load_example", api_visibility="private", queue=False).success(
+        generate,
+        [prompt, seed, steps, guidance, state],
+        [image, seed_used, state],
+        api_name="generate_example",
+        api_visibility="private",
+        concurrency_id=ENGINE_QUEUE,
+    ).success(
+        score, score_inputs, score_outputs, api_name="score_example", api_visibility="private",
+        concurrency_id=ENGINE_QUEUE,
+    )
+    rescore.click(score, score_inputs, score_outputs, api_name="score", concurrency_id=ENGINE_QUEUE)
+    for name, template in (("global", global_template), ("region", region_template)):
+        template.submit(
+            score, score_inputs, score_outputs, api_name=f"score_{name}_template", api_visibility="private",
+            concurrency_id=ENGINE_QUEUE,
+        )
+    for name, control in (("mode", map_mode), ("view", view)):
+        control.change(
+            redraw, [map_mode, view, state], heatmap, api_name=f"redraw_{name}", api_visibility="private", queue=False
+        )
+    table.select(
+        pick, [map_mode, view, state], [crop, qa, heatmap, state], api_name="pick_row", api_visibility="private"
+    )
+    image.select(
+        pick, [map_mode, view, state], [crop, qa, heatmap, state], api_name="pick_box", api_visibility="private"
+    )
+
+    return InspectTab(
+        prompt=prompt,
+        seed=seed,
+        run=run,
+        image=image,
+        seed_used=seed_used,
+        table=table,
+        global_md=global_md,
+        notices=notices,
+        heatmap=heatmap,
+    )
+
+
+def _transcript(result: Any) -> str:
+    parts = [f"[global] {result.global_judgement.question}\n{result.global_judgement.raw_text}"]
+    for index, judgement in enumerate(result.region_judgements, start=1):
+        parts.append(f"[region {index}: {judgement.object_name}] {judgement.question}\n{judgement.raw_text}")
+    return "\n\n".join(parts)
+
+
+__all__ = ["InspectTab", "SessionState", "build"]
