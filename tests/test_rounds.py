@@ -1,0 +1,260 @@
+"""The round engine on a tiny fake backend: stages, exclusions, cancellation, ablation modes, evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from srum_core import training as T
+from srum_core.config import MAP_MODES, GenerationConfig, RewardConfig, TrainingConfig
+from srum_core.evaluation import EvalItem, PromptItem, evaluate, summarise
+from srum_core.rounds import (
+    Cancelled,
+    RoundConfig,
+    build_reward_maps,
+    run_round,
+    sample_prompts,
+    select_training_set,
+)
+from srum_core.runs import read_jsonl
+from tests.fakes import FakeBackend
+
+PROMPTS = ["a red circle", "a blue square UNREADABLE", "two green triangles", "a purple square", "a red square"]
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "category": "test"}) + "\n" for p in PROMPTS))
+    return path
+
+
+def _config(prompt_file, **kwargs):
+    defaults = dict(
+        prompts=str(prompt_file),
+        n_prompts=5,
+        seed=7,
+        generation=GenerationConfig(steps=4, batch_size=4),
+        training=TrainingConfig(steps=3, lr=1e-2, batch_size=2),
+        eval_split=None,
+        n_fixed_samples=2,
+    )
+    defaults.update(kwargs)
+    return RoundConfig(**defaults)
+
+
+def _tree_hash(folder):
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_failed_global_parse_is_excluded_and_counted(tmp_path, prompt_file):
+    backend = FakeBackend()
+    result = run_round(backend, _config(prompt_file), tmp_path / "run")
+    assert result.n_samples == 5 and result.n_trained == 4 and result.n_excluded == 1
+    assert result.summary["n_excluded_global_unusable"] == 1
+    run = tmp_path / "run"
+    assert len(read_jsonl(run / "records.jsonl")) == 5  # every image keeps its scoring record
+    training_records = read_jsonl(run / "training_records.jsonl")
+    assert len(training_records) == 4
+    assert all("UNREADABLE" not in r["prompt"] for r in training_records)
+    failed = [r for r in read_jsonl(run / "records.jsonl") if "UNREADABLE" in r["prompt"]][0]
+    assert failed["global_layout_reward"]["global_layout_score"] is None
+    assert "1 left out" in (run / "round.log").read_text()
+    round_line = [row for row in read_jsonl(run / "metrics.jsonl") if row["kind"] == "round"][0]
+    assert round_line["n_excluded_global_unusable"] == 1 and round_line["n_trainable"] == 4
+    steps = [row for row in read_jsonl(run / "metrics.jsonl") if row["kind"] == "step"]
+    assert [row["step"] for row in steps] == [1, 2, 3]
+
+
+def test_run_folder_layout(tmp_path, prompt_file):
+    run = tmp_path / "run"
+    run_round(FakeBackend(), _config(prompt_file), run)
+    names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    for expected in (
+        "config.json",
+        "round.log",
+        "metrics.jsonl",
+        "eval.json",
+        "records.jsonl",
+        "training_records.jsonl",
+        "images/0000.png",
+        "images/generation.jsonl",
+        "samples/before_00.png",
+        "samples/after_01.png",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ):
+        assert expected in names
+    generation = read_jsonl(run / "images" / "generation.jsonl")
+    assert [g["seed"] for g in generation] == [700000 + i for i in range(5)]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    with pytest.raises(FileExistsError):
+        run_round(FakeBackend(), _config(prompt_file), run)
+
+
+def test_round_trains_lora_and_keeps_base(tmp_path, prompt_file):
+    backend = FakeBackend()
+    base = {k: v.clone() for k, v in backend.net.state_dict().items()}
+    run_round(backend, _config(prompt_file), tmp_path / "run")
+    after = {k.replace(".base_layer", ""): v for k, v in backend.net.state_dict().items() if "lora_" not in k}
+    assert after.keys() == base.keys()
+    assert all(torch.equal(after[k], base[k]) for k in base)
+    assert any(v.abs().sum() > 0 for k, v in backend.net.state_dict().items() if "lora_B" in k)
+
+
+def test_cancelled_round_leaves_previous_state_identical(tmp_path, prompt_file):
+    backend = FakeBackend()
+    run_round(backend, _config(prompt_file), tmp_path / "r1")
+    before_hash = _tree_hash(tmp_path / "r1")
+    pixels = np.asarray(backend.generate(["a red circle"], [3], GenerationConfig(steps=4))[0].image)
+
+    cancel = threading.Event()
+
+    def cancel_after_first_step(event):
+        if event.stage == "train" and event.step == 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        run_round(
+            backend,
+            _config(prompt_file, seed=8),
+            tmp_path / "r2",
+            resume=tmp_path / "r1",
+            callback=cancel_after_first_step,
+            cancel=cancel,
+        )
+    assert _tree_hash(tmp_path / "r1") == before_hash
+    assert not (tmp_path / "r2").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.jsonl", "r1"]
+    again = np.asarray(backend.generate(["a red circle"], [3], GenerationConfig(steps=4))[0].image)
+    assert np.array_equal(again, pixels)
+
+
+def test_a_failing_stage_restores_the_starting_weights(tmp_path, prompt_file):
+    class Broken(FakeBackend):
+        def token_losses(self, *args, **kwargs):
+            if self.calls["token_losses"] >= 1:
+                raise RuntimeError("out of memory")
+            return super().token_losses(*args, **kwargs)
+
+    backend = Broken()
+    start = np.asarray(backend.generate(["a red circle"], [3], GenerationConfig(steps=4))[0].image)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_round(backend, _config(prompt_file), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    now = np.asarray(backend.generate(["a red circle"], [3], GenerationConfig(steps=4))[0].image)
+    assert np.array_equal(now, start)
+
+
+@pytest.mark.parametrize("mode", MAP_MODES)
+def test_every_map_mode_trains(tmp_path, prompt_file, mode):
+    backend = FakeBackend()
+    result = run_round(backend, _config(prompt_file, reward=RewardConfig(mode=mode, grid="area")), tmp_path / mode)
+    assert result.train.steps == 3
+    assert result.n_excluded == 1  # the same images train in every mode
+    assert json.loads((tmp_path / mode / "config.json").read_text())["round_config"]["reward"]["mode"] == mode
+
+
+def test_map_mode_changes_the_update(tmp_path, prompt_file):
+    states = {}
+    for mode in ("released", "sft"):
+        backend = FakeBackend()
+        run_round(backend, _config(prompt_file, reward=RewardConfig(mode=mode)), None)
+        states[mode] = T.adapter_state(backend)
+    assert any(not torch.equal(states["released"][k], states["sft"][k]) for k in states["sft"])
+
+
+def test_seed_none_is_drawn_and_reported(prompt_file):
+    result = run_round(FakeBackend(), _config(prompt_file, seed=None, training=TrainingConfig(steps=1)), None)
+    assert isinstance(result.seed, int) and result.config.seed == result.seed
+    assert result.config.training.seed == result.seed
+
+
+def test_reward_maps_skip_unusable_images():
+    backend = FakeBackend()
+    gen = GenerationConfig(steps=2)
+    samples = backend.generate(["ok", "UNREADABLE"], [0, 1], gen)
+    from srum_core.config import JudgeConfig
+    from srum_core.rounds import judge_samples, propose_regions
+    from srum_core.training import ProcessInfo
+
+    info = ProcessInfo()
+    regions = propose_regions(backend, samples, JudgeConfig(max_regions=2), info)
+    assert [len(r) for r in regions] == [2, 2]
+    reports = judge_samples(backend, samples, regions, JudgeConfig(), info)
+    maps = build_reward_maps(reports, RewardConfig(), backend.token_size)
+    assert maps[1] is None and maps[0].token.shape == (4, 4)
+    chosen = select_training_set(samples, maps)
+    assert chosen.kept == (0,) and chosen.excluded == (1,) and chosen.weights.shape == (1, 16)
+
+
+def test_prompt_file_sampling(tmp_path):
+    path = tmp_path / "compbench.json"
+    path.write_text(
+        json.dumps(
+            [{"Question": f"q{i}", "Category": "color" if i % 2 else "shape", "Question_id": i} for i in range(10)]
+        )
+    )
+    items = sample_prompts(str(path), ["color"], 3, seed=0)
+    assert len(items) == 3 and all(i.category == "color" for i in items)
+    assert items == sample_prompts(str(path), ["color"], 3, seed=0)
+    with pytest.raises(ValueError, match="fewer than"):
+        sample_prompts(str(path), ["color"], 6, seed=0)
+    with pytest.raises(FileNotFoundError):
+        sample_prompts(str(tmp_path / "missing.json"), None, 1, seed=0)
+
+
+def test_world_prompts_are_balanced_over_categories():
+    items = sample_prompts("train", ("single", "spatial"), 5, seed=0)
+    assert [i.category for i in items].count("single") == 3
+    assert [i.category for i in items].count("spatial") == 2
+    assert all(i.spec is not None for i in items)
+
+
+def test_evaluate_counts_judge_and_referee(prompt_file):
+    backend = FakeBackend()
+
+    def always_pass(image, item):
+        return True
+
+    result = evaluate(
+        backend,
+        "val",
+        ("single", "color"),
+        seeds=(0, 1),
+        n_prompts=2,
+        generation=GenerationConfig(steps=2),
+        referee=always_pass,
+    )
+    assert result.overall.n == 2 * 2 * 2
+    assert result.overall.referee_accuracy == 1.0
+    assert set(result.per_category) == {"single", "color"}
+    # agreement with an always-pass referee equals the judge's own pass rate
+    assert result.overall.agreement == pytest.approx(result.overall.judge_pass_rate)
+    assert "self-judge:fake" in result.judge and result.referee == "always_pass"
+    assert type(result).from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_summarise_by_hand():
+    items = [
+        EvalItem("p", "c", 0, referee_pass=True, judge_score=0.5, judge_pass=True),
+        EvalItem("p", "c", 1, referee_pass=False, judge_score=0.5, judge_pass=True),
+        EvalItem("p", "c", 2, referee_pass=False, judge_score=None, judge_pass=None),
+        EvalItem("p", "c", 3, referee_pass=None, judge_score=-0.5, judge_pass=False),
+    ]
+    s = summarise(items)
+    assert s.n == 4 and s.judge_failed == 1
+    assert s.referee_accuracy == pytest.approx(1 / 3)
+    assert s.judge_pass_rate == pytest.approx(2 / 3)
+    assert s.agreement == pytest.approx(1 / 2)
+    assert PromptItem("x").category == "unknown"

@@ -1,0 +1,173 @@
+"""Training on own samples: LoRA/full adapters, optimiser settings, save/load, invariants of the update."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from srum_core import training as T
+from srum_core.config import GenerationConfig, TrainingConfig
+from tests.fakes import GRID, FakeBackend
+
+GEN = GenerationConfig(steps=4, batch_size=8)
+N_TOKENS = GRID * GRID
+
+
+def _samples(backend, n=4):
+    return backend.generate([f"a red circle {i}" for i in range(n)], list(range(n)), GEN)
+
+
+def _pixels(backend, prompt="a red circle", seed=11):
+    return np.asarray(backend.generate([prompt], [seed], GEN)[0].image)
+
+
+def test_lora_training_moves_only_lora_parameters():
+    backend = FakeBackend()
+    samples = _samples(backend)
+    config = TrainingConfig(steps=3, lr=1e-2, batch_size=2, warmup_steps=0)
+    T.attach_adapter(backend, config)
+    before = {k: v.clone() for k, v in backend.net.state_dict().items()}
+    result = T.train_on_samples(backend, samples, np.ones((4, N_TOKENS)), config)
+    after = backend.net.state_dict()
+    assert result.steps == 3 and len(result.metrics) == 3
+    lora = [k for k in before if "lora_" in k]
+    base = [k for k in before if "lora_" not in k]
+    assert lora and base
+    assert all(torch.equal(before[k], after[k]) for k in base)
+    assert any(not torch.equal(before[k], after[k]) for k in lora)
+    for row in result.metrics:
+        assert row["loss"] == pytest.approx(row["reward_term"] + row["constraint_term"], rel=1e-5)
+        assert row["grad_norm"] > 0
+
+
+def test_zero_weights_and_zero_lambda_leave_the_adapter_untouched():
+    # L = mean(0·e) + 0·mean(e) = 0: zero gradients, and AdamW moves nothing (m = 0).
+    backend = FakeBackend()
+    samples = _samples(backend)
+    config = TrainingConfig(steps=2, lr=1e-2, lam=0.0, batch_size=4)
+    T.attach_adapter(backend, config)
+    before = T.adapter_state(backend)
+    result = T.train_on_samples(backend, samples, np.zeros((4, N_TOKENS)), config)
+    assert all(row["loss"] == 0.0 and row["grad_norm"] == 0.0 for row in result.metrics)
+    after = T.adapter_state(backend)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_constraint_term_is_lambda_times_mean_error():
+    # With uniform weight w, reward = w·mean(e) and constraint = λ·mean(e): their ratio is w/λ at every step.
+    backend = FakeBackend()
+    samples = _samples(backend)
+    config = TrainingConfig(steps=2, lr=1e-3, lam=0.5, batch_size=4)
+    T.attach_adapter(backend, config)
+    result = T.train_on_samples(backend, samples, np.full((4, N_TOKENS), 0.25), config)
+    for row in result.metrics:
+        assert row["reward_term"] / row["constraint_term"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_warmup_and_optimizer_settings():
+    config = TrainingConfig(lr=1e-3, warmup_steps=4)
+    assert [T.lr_at(s, config) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert T.lr_at(0, TrainingConfig(lr=1e-3, warmup_steps=0)) == 1e-3
+    opt = T.make_optimizer([torch.nn.Parameter(torch.zeros(2))], TrainingConfig())
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.9, 0.95) and group["eps"] == 1e-15 and group["weight_decay"] == 0.0
+
+
+def test_batch_order_covers_every_sample_each_epoch():
+    batches = T.batch_order(5, steps=5, batch_size=2, seed=0)
+    assert all(len(b) == 2 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat[:5]) == [0, 1, 2, 3, 4]
+    assert T.batch_order(5, 5, 2, seed=1) == T.batch_order(5, 5, 2, seed=1) != T.batch_order(5, 5, 2, seed=2)
+    assert all(len(b) == 3 for b in T.batch_order(3, steps=2, batch_size=8, seed=0))
+
+
+def test_training_knobs_reach_token_losses():
+    seen = {}
+
+    class Recording(FakeBackend):
+        def token_losses(self, samples, generator=None, timestep_shift=1.0, cond_dropout=0.0):
+            seen.update(timestep_shift=timestep_shift, cond_dropout=cond_dropout)
+            return super().token_losses(samples, generator, timestep_shift, cond_dropout)
+
+    backend = Recording()
+    config = TrainingConfig(steps=1, timestep_shift=3.0, cond_dropout=0.2)
+    T.attach_adapter(backend, config)
+    T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config)
+    assert seen == {"timestep_shift": 3.0, "cond_dropout": 0.2}
+
+
+def test_same_seed_gives_the_same_adapter():
+    states = []
+    for _ in range(2):
+        backend = FakeBackend()
+        config = TrainingConfig(steps=3, lr=1e-2, batch_size=2, seed=5)
+        T.attach_adapter(backend, config)
+        T.train_on_samples(backend, _samples(backend), np.ones((4, N_TOKENS)), config)
+        states.append(T.adapter_state(backend))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_save_load_round_trip_and_atomic_write(tmp_path, monkeypatch):
+    backend = FakeBackend()
+    config = TrainingConfig(steps=3, lr=1e-2, batch_size=2, lora_rank=4)
+    T.attach_adapter(backend, config)
+    T.train_on_samples(backend, _samples(backend), np.ones((4, N_TOKENS)), config)
+    trained = _pixels(backend)
+    T.save_adapter(backend, tmp_path / "adapter", config)
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [T.ADAPTER_CONFIG_FILE, T.LORA_WEIGHTS_FILE]
+    meta = T.read_adapter_config(tmp_path / "adapter")
+    assert meta["r"] == 4 and meta["srum_kind"] == "lora" and meta["backend"] == "fake"
+    with pytest.raises(FileExistsError):
+        T.save_adapter(backend, tmp_path / "adapter", config)
+
+    fresh = FakeBackend()
+    assert not np.array_equal(_pixels(fresh), trained)
+    loaded = T.load_adapter(fresh, tmp_path / "adapter")
+    assert loaded.lora_rank == 4
+    assert np.array_equal(_pixels(fresh), trained)
+
+    import safetensors.torch
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError):
+        T.save_adapter(backend, tmp_path / "second", config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # nothing half-written
+
+
+def test_reset_to_base_restores_base_outputs_for_lora_and_full():
+    for full in (False, True):
+        backend = FakeBackend()
+        base = _pixels(backend)
+        config = TrainingConfig(steps=3, lr=5e-2, batch_size=2, full_finetune=full)
+        T.attach_adapter(backend, config)
+        T.train_on_samples(backend, _samples(backend), np.ones((4, N_TOKENS)), config)
+        assert not np.array_equal(_pixels(backend), base)
+        T.reset_to_base(backend)
+        assert np.array_equal(_pixels(backend), base)
+
+
+def test_attaching_a_different_adapter_is_refused():
+    backend = FakeBackend()
+    T.attach_adapter(backend, TrainingConfig(lora_rank=4))
+    T.attach_adapter(backend, TrainingConfig(lora_rank=4))  # idempotent
+    with pytest.raises(ValueError, match="rank 4"):
+        T.attach_adapter(backend, TrainingConfig(lora_rank=8))
+    with pytest.raises(ValueError, match="freshly loaded"):
+        T.attach_adapter(backend, TrainingConfig(full_finetune=True))
+
+
+def test_cancel_stops_between_steps():
+    import threading
+
+    backend = FakeBackend()
+    config = TrainingConfig(steps=5)
+    T.attach_adapter(backend, config)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(T.Cancelled):
+        T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config, cancel=cancel)
