@@ -158,6 +158,24 @@ def parse_user_boxes(text: str | None, width: int, height: int) -> list[Region]:
     return UserBoxes(boxes, labels).propose(None, "", max_regions=len(boxes))
 
 
+def recognisable_objects(backend: UnifiedModel, prompt: str) -> bool | None:
+    """Whether ``prompt`` names any object the backend's world knows; ``None`` when the backend cannot tell.
+
+    A backend may answer itself through an optional ``prompt_objects(prompt) -> list`` method. The sandbox's
+    world knows its shapes (singular or plural). Region rewards measure relevance to the prompt's objects, so
+    for a prompt that names none the reward falls back to the global score alone.
+    """
+    asks = getattr(backend, "prompt_objects", None)
+    if callable(asks):
+        return bool(asks(prompt))
+    if getattr(backend, "name", "") != "sandbox":
+        return None
+    from .world.spec import SHAPES
+
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    return any(shape in words or f"{shape}s" in words for shape in SHAPES)
+
+
 def propose_regions(
     backend: UnifiedModel,
     image: Any,
@@ -218,6 +236,11 @@ def score_sample(
     if callback is not None:
         callback(ProgressEvent("propose", 0, 1, message="proposing regions"))
     source_name, regions = propose_regions(backend, image, sample.prompt, judge, box_source, user_boxes)
+    notices: list[str] = []
+    if source_name != USER_BOX_SOURCE and regions and recognisable_objects(backend, sample.prompt) is False:
+        # Nothing the prompt asks for can be in a region: judge the whole image only (SRUM_SPEC §1.5, no regions).
+        logger.info("prompt %r names no object the backend knows; dropping %d regions", sample.prompt, len(regions))
+        regions = []
     if callback is not None:
         callback(ProgressEvent("judge", 0, 2, message=f"judging the image and {len(regions)} regions"))
     global_judgement = backend.judge_global(image, sample.prompt, judge)
@@ -227,7 +250,6 @@ def score_sample(
             f"backend {backend.name!r} returned {len(region_judgements)} region judgements for {len(regions)} regions; "
             "judge_regions must answer every region in order"
         )
-    notices: list[str] = []
     if not any(j.usable for j in region_judgements):
         notices.append(NOTICE_NO_OBJECTS)
     if not global_judgement.usable:
