@@ -76,6 +76,8 @@ from .types import Region, RewardMap, RewardReport, Sample
 logger = logging.getLogger(__name__)
 
 WORLD_SPLITS = ("train", "val")
+#: The shipped T2I-CompBench training prompts (srum_core.prompt_sets) as a prompt source for real models.
+T2I_COMPBENCH = "t2i-compbench"
 
 __all__ = ["Cancelled", "RoundConfig", "RoundResult", "run_round"]
 
@@ -85,7 +87,8 @@ class RoundConfig:
     """Everything one round needs. ``seed`` (None = draw one; the result reports it) drives the prompt draw,
     the image seeds, the LoRA initialisation and the training noise — it replaces ``training.seed``.
 
-    ``prompts``: ``"train"`` / ``"val"`` (the sandbox world's splits) or a path to a JSON/JSONL prompt file
+    ``prompts``: ``"train"`` / ``"val"`` (the sandbox world's splits), ``"t2i-compbench"`` (the shipped
+    T2I-CompBench training prompts) or a path to a JSON/JSONL prompt file
     (strings, or objects with ``prompt``/``Question`` and optional ``category``/``Category``).
     ``categories``: keep only these categories (None = all). ``n_prompts``: images generated this round.
     ``eval_split``: world split evaluated before and after (None = no evaluation); ``eval_n_prompts`` prompts per
@@ -201,7 +204,8 @@ def _read_prompt_file(path: Path) -> list[PromptItem]:
 
 
 def sample_prompts(source: str, categories: Sequence[str] | None, n_prompts: int, seed: int) -> list[PromptItem]:
-    """``n_prompts`` prompts from a world split (balanced over ``categories``) or a seeded draw from a file."""
+    """``n_prompts`` prompts: a world split (balanced over ``categories``), or a seeded draw from the shipped
+    T2I-CompBench set (``"t2i-compbench"``) or a JSON/JSONL file."""
     if source in WORLD_SPLITS:
         if not categories:
             from .world.prompts import make_prompts
@@ -216,7 +220,13 @@ def sample_prompts(source: str, categories: Sequence[str] | None, n_prompts: int
             if count:
                 items += world_prompts(source, [category], count, seed)
         return items
-    pool = _read_prompt_file(Path(source))
+    if source == T2I_COMPBENCH:
+        from .prompt_sets import load_t2i_compbench
+
+        records = [r for category in (categories or [None]) for r in load_t2i_compbench(category)]
+        pool = [PromptItem(text=r["Question"], category=r["Category"]) for r in records]
+    else:
+        pool = _read_prompt_file(Path(source))
     if categories:
         pool = [p for p in pool if p.category in categories]
     if len(pool) < n_prompts:
