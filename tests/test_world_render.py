@@ -37,7 +37,8 @@ def test_scenes_satisfy_their_specs():
             (a,) = [p for p in scene.objects if (p.color, p.shape) == spec.objects[s].kind]
             (b,) = [p for p in scene.objects if (p.color, p.shape) == spec.objects[o].kind]
             delta = {"left of": b.cx - a.cx, "right of": a.cx - b.cx, "above": b.cy - a.cy, "below": a.cy - b.cy}[rel]
-            assert delta >= a.radius + b.radius
+            across = {"left of": b.cy - a.cy, "right of": b.cy - a.cy, "above": b.cx - a.cx, "below": b.cx - a.cx}[rel]
+            assert delta >= a.radius + b.radius and abs(across) <= delta
 
 
 def test_render_is_deterministic_and_seeded():

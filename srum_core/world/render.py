@@ -44,17 +44,11 @@ def _separated(a: PlacedObject, b: PlacedObject, gap: float) -> bool:
 
 
 def _relation_holds(subject: PlacedObject, rel: str, obj: PlacedObject, gap: float) -> bool:
-    """The relation with a clear margin: the two boxes are fully separated along the relation's axis."""
-    reach = subject.radius + obj.radius + gap
-    if rel == "left of":
-        return obj.cx - subject.cx >= reach
-    if rel == "right of":
-        return subject.cx - obj.cx >= reach
-    if rel == "above":
-        return obj.cy - subject.cy >= reach
-    if rel == "below":
-        return subject.cy - obj.cy >= reach
-    raise ValueError(f"unknown relation {rel!r}")
+    """The relation with a clear margin: the boxes are fully separated along the relation's axis, and the centres
+    are offset more along that axis than across it (so "left of" never looks like "above")."""
+    dx, dy = obj.cx - subject.cx, obj.cy - subject.cy
+    along, across = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}[rel]
+    return along >= subject.radius + obj.radius + gap and abs(across) <= along
 
 
 def _draw_attributes(spec: PromptSpec, rng: np.random.Generator, scale: float) -> list[tuple[int, dict]]:

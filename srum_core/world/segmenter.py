@@ -1,0 +1,108 @@
+"""A class-agnostic, non-learned segmenter: the "SAM-like" automatic box source of the sandbox world.
+
+It knows nothing about shapes or colour names. It estimates the background colour from the image border,
+marks pixels that differ from it, splits the marked pixels into connected components and returns their boxes,
+largest first (SRUM_SPEC §1.3: boxes sorted by mask area, top K kept).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..types import Region
+
+
+def as_float_rgb(image: Any) -> np.ndarray:
+    """``(H, W, 3)`` float64 in [0, 1] from a PIL image or a uint8 / float array."""
+    if hasattr(image, "convert"):
+        image = image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3), got an array of shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float64) / 255.0
+    arr = arr.astype(np.float64)
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError("float images must hold values in [0, 1]; pass uint8 for 0..255")
+    return arr
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean ``(H, W)`` mask.
+
+    Returns ``(labels, n)``: ``labels`` is ``(H, W)`` int32 with 0 for background and 1..n per component,
+    numbered in raster order of each component's first pixel. Works by propagating the smallest pixel index
+    through each component (a few dozen vectorised passes for images this small).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    big = h * w + 1
+    current = np.where(mask, np.arange(h * w).reshape(h, w), big)
+    while True:
+        padded = np.pad(current, 1, constant_values=big)
+        neighbours = [padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        smallest = np.minimum.reduce(neighbours)
+        updated = np.where(mask, np.minimum(current, smallest), big)
+        if np.array_equal(updated, current):
+            break
+        current = updated
+    roots = np.unique(current[mask])
+    labels = np.zeros((h, w), dtype=np.int32)
+    if roots.size:
+        labels[mask] = np.searchsorted(roots, current[mask]) + 1
+    return labels, int(roots.size)
+
+
+def component_box(labels: np.ndarray, k: int) -> tuple[int, int, int, int]:
+    """``(x1, y1, x2, y2)`` exclusive box of component ``k``."""
+    ys, xs = np.nonzero(labels == k)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+class SegmenterBoxes:
+    """Automatic region proposals by background subtraction (implements :class:`srum_core.protocol.BoxSource`).
+
+    ``threshold``: how far (Euclidean RGB distance in [0, 1] units) a pixel must be from the background estimate
+    to count as foreground; ``min_area``: smallest component kept, in pixels of a 64 x 64 image (scaled with
+    the image area); ``pad``: pixels added around each box.
+    """
+
+    name = "segmenter"
+    kind = "automatic"
+
+    def __init__(self, threshold: float = 0.18, min_area: int = 8, pad: int = 1):
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold={threshold}: use a colour distance between 0 and 1 (0.18 works)")
+        if min_area < 1:
+            raise ValueError(f"min_area={min_area}: keep components of at least one pixel")
+        if pad < 0:
+            raise ValueError(f"pad={pad}: the padding around a box cannot be negative")
+        self.threshold = threshold
+        self.min_area = min_area
+        self.pad = pad
+
+    def foreground(self, image: Any) -> np.ndarray:
+        """``(H, W)`` bool: pixels that differ from the background (median colour of the border pixels)."""
+        rgb = as_float_rgb(image)
+        border = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])
+        background = np.median(border, axis=0)
+        return np.linalg.norm(rgb - background, axis=-1) > self.threshold
+
+    def propose(self, image: Any, prompt: str = "", max_regions: int = 10) -> list[Region]:
+        """Up to ``max_regions`` boxes of foreground components, largest mask first. ``prompt`` is ignored."""
+        mask = self.foreground(image)
+        h, w = mask.shape
+        labels, n = label_components(mask)
+        min_area = max(1, round(self.min_area * h * w / (64 * 64)))
+        found = []
+        for k in range(1, n + 1):
+            area = int((labels == k).sum())
+            if area < min_area:
+                continue
+            x1, y1, x2, y2 = component_box(labels, k)
+            box = (max(0, x1 - self.pad), max(0, y1 - self.pad), min(w, x2 + self.pad), min(h, y2 + self.pad))
+            found.append((area, box))
+        found.sort(key=lambda item: (-item[0], item[1]))
+        return [Region(box=box, source=self.name) for _area, box in found[:max_regions]]

@@ -1,0 +1,74 @@
+"""The class-agnostic segmenter: one box per object, largest first, no knowledge of names."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import srum_core.world.segmenter as segmenter_module
+from srum_core.protocol import BoxSource
+from srum_core.world.prompts import make_prompts
+from srum_core.world.render import render_masks, render_scene, render_spec
+from srum_core.world.segmenter import SegmenterBoxes, label_components
+from srum_core.world.spec import PlacedObject, Scene
+
+
+def test_label_components_is_eight_connected():
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[0, 0] = mask[1, 1] = True  # diagonal neighbours: one component
+    mask[0, 5:8] = True
+    mask[4, 2] = True
+    labels, n = label_components(mask)
+    assert n == 3
+    assert labels[0, 0] == labels[1, 1] == 1 and set(labels[0, 5:8]) == {2} and labels[4, 2] == 3
+    assert (labels[~mask] == 0).all()
+    assert label_components(np.zeros((4, 4), dtype=bool))[1] == 0
+
+
+def test_boxes_cover_objects_largest_first():
+    scene = Scene(
+        (
+            PlacedObject("circle", "red", "small", "solid", cx=12.0, cy=12.0, radius=5.0),
+            PlacedObject("square", "blue", "large", "striped", cx=40.0, cy=40.0, radius=10.0),
+        )
+    )
+    regions = SegmenterBoxes(pad=1).propose(render_scene(scene), "anything", max_regions=10)
+    assert [r.source for r in regions] == ["segmenter", "segmenter"]
+    assert regions[0].box == (29, 29, 51, 51)  # the square's box (30, 30, 50, 50) padded by 1
+    x1, y1, x2, y2 = regions[1].box
+    assert (x1, y1, x2, y2) == (6, 6, 18, 18)
+    assert len(SegmenterBoxes().propose(render_scene(scene), "", max_regions=1)) == 1
+
+
+def test_one_box_per_object_on_random_scenes():
+    rng = np.random.default_rng(0)
+    seg = SegmenterBoxes()
+    assert isinstance(seg, BoxSource) and seg.kind == "automatic" and seg.name == "segmenter"
+    for spec in make_prompts("train", None, 60, seed=4):
+        img, scene = render_spec(spec, rng)
+        regions = seg.propose(img, spec.text)
+        assert len(regions) == len(scene.objects), spec.text
+        # Largest mask first: the clearly biggest object (by drawn area) owns the first box.
+        areas = render_masks(scene).sum(axis=(1, 2))
+        order = np.argsort(-areas)
+        if len(areas) > 1 and areas[order[0]] > 1.2 * areas[order[1]]:
+            big = scene.objects[int(order[0])]
+            x1, y1, x2, y2 = regions[0].box
+            assert x1 <= big.cx < x2 and y1 <= big.cy < y2
+        for obj in scene.objects:  # every object's centre lies in some box
+            assert any(r.box[0] <= obj.cx < r.box[2] and r.box[1] <= obj.cy < r.box[3] for r in regions)
+
+
+def test_segmenter_knows_no_names():
+    source = inspect.getsource(segmenter_module)
+    for word in ("COLORS", "SHAPES", "referee", "circle", "triangle"):
+        assert word not in source
+
+
+def test_bad_settings_and_inputs_are_refused():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SegmenterBoxes(threshold=2.0)
+    with pytest.raises(ValueError, match="RGB"):
+        SegmenterBoxes().propose(np.zeros((8, 8)), "")
