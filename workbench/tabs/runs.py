@@ -160,9 +160,12 @@ def build(engine: Engine, state: Any) -> None:
             engine.forget_applied()
             try:
                 history.apply(engine.backend)
-            except Exception:
+            except Exception as err:
                 engine.activate(session)  # put this session's previous weights back; its state is unchanged
-                raise
+                raise ValueError(
+                    f"could not load run {info.run_dir.name}: its adapter is unreadable or does not fit this backend "
+                    f"({type(err).__name__}: {err}); your session is unchanged — pick another run or re-run the round"
+                ) from err
             session.history = history
             session.weights_version += 1
             engine.activate(session)
