@@ -1,0 +1,71 @@
+"""The round/eval CLI end to end on the fake backend (the loader is swapped for the fake)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from srum_core.cli import main
+from srum_core.commands import round_cmd
+from srum_core.runs import read_jsonl, read_run
+from tests.fakes import FakeBackend
+
+
+@pytest.fixture(autouse=True)
+def fake_backend(monkeypatch):
+    monkeypatch.setattr(round_cmd, "load_backend", lambda name, device="auto", model=None: FakeBackend())
+
+
+def _round_args(prompts, out, *extra):
+    return [
+        "round", "--backend", "sandbox", "--prompts", str(prompts), "--n-prompts", "4", "--steps", "2",
+        "--lr", "0.01", "--lam", "0.5", "--map", "released", "--grid", "area", "--lora-rank", "4", "--seed", "3",
+        "--gen-steps", "2", "--eval-split", "none", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(["a red circle", "a blue square", "UNREADABLE thing", "a green triangle"]))
+    return path
+
+
+def test_round_then_resume(tmp_path, prompts, capsys):
+    assert main(_round_args(prompts, tmp_path / "r1")) == 0
+    out = capsys.readouterr().out
+    assert "round 1 written" in out and "left out 1" in out
+    assert main(_round_args(prompts, tmp_path / "r2", "--resume", str(tmp_path / "r1"), "--map", "sft")) == 0
+    info = read_run(tmp_path / "r2")
+    assert info.round_index == 2 and info.config["reward"] == {"mode": "sft", "grid": "area"}
+    assert info.config["training"]["lora_rank"] == 4 and info.config["training"]["lam"] == 0.5
+    assert len(read_jsonl(tmp_path / "r2" / "records.jsonl")) == 4
+
+
+def test_round_refuses_bad_input(tmp_path, prompts, capsys):
+    (tmp_path / "exists").mkdir()
+    assert main(_round_args(prompts, tmp_path / "exists")) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(_round_args(prompts, tmp_path / "x", "--resume", str(tmp_path / "missing"))) == 2
+    assert main(_round_args(tmp_path / "nope.json", tmp_path / "y")) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(_round_args(prompts, tmp_path / "z", "--map", "nonsense"))
+    assert main(_round_args(prompts, tmp_path / "w", "--lam", "-1")) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "w").exists()
+
+
+def test_eval_writes_results(tmp_path, prompts, capsys):
+    assert main(_round_args(prompts, tmp_path / "r1")) == 0
+    out = tmp_path / "results.json"
+    args = ["eval", "--backend", "sandbox", "--run", str(tmp_path / "r1"), "--split", "val", "--category", "single",
+            "--n-prompts", "2", "--seed", "5", "--n-seeds", "2", "--gen-steps", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert data["state"] == str(tmp_path / "r1") and data["backend"] == "fake"
+    assert data["seeds"] == [5, 6] and data["overall"]["n"] == 4 and set(data["per_category"]) == {"single"}
+    assert data["referee"] == "srum_core.world.referee.verify"
+    assert "judge" in data and "self-judge:fake" in data["judge"]
+    assert main(args) == 2  # refuses to overwrite
+    assert main([*args, "--force"]) == 0
