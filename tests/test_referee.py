@@ -108,3 +108,60 @@ def test_relation_needs_a_clear_offset():
     )
     # Higher, but mostly beside it: not "above" (offset within 60 degrees of the axis is required).
     assert not verify(render_scene(diagonal), spec).passed
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the `prompts` and `verify` commands
+
+
+def _cli(argv, capsys):
+    from srum_core.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_prompts_command_prints_json_lines(capsys):
+    code, out, _ = _cli(["prompts", "--backend", "sandbox", "--split", "val", "--category", "spatial", "--n", "4",
+                         "--seed", "3"], capsys)  # fmt: skip
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 4 and all(r["split"] == "val" and r["category"] == "spatial" for r in rows)
+    assert [r["prompt"] for r in rows] == [s.text for s in make_prompts("val", "spatial", 4, 3)]
+    assert parse_prompt(rows[0]["prompt"]).to_dict() == rows[0]["spec"]
+    code, _, err = _cli(["prompts", "--backend", "janus"], capsys)
+    assert code == 2 and "sandbox" in err
+    code, _, err = _cli(["prompts", "--category", "colour"], capsys)
+    assert code == 2 and "numeracy" in err
+
+
+def test_verify_command_writes_verdicts_and_summary(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    good = parse_prompt("two red circles")
+    img, _ = render_spec(good, rng)
+    img.save(tmp_path / "000.png")
+    img.save(tmp_path / "001.png")
+    img.save(tmp_path / "002.png")
+    lines = [
+        {"prompt": "two red circles", "seed": 0, "file": "000.png", "settings": {}, "backend": "sandbox"},
+        {"prompt": "three red circles", "seed": 1, "file": "001.png", "settings": {}, "backend": "sandbox"},
+        {"prompt": "a photo of a dog", "seed": 2, "file": "002.png", "settings": {}, "backend": "sandbox"},
+    ]
+    (tmp_path / "generation.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out_file = tmp_path / "verdicts.jsonl"
+    code, out, _ = _cli(["verify", "--images", str(tmp_path), "--out", str(out_file)], capsys)
+    assert code == 0
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["passed"] for r in rows] == [True, False, None]
+    assert rows[0]["category"] == "numeracy" and len(rows[0]["detected"]) == 2 and rows[0]["file"] == "000.png"
+    assert "grammar" in rows[2]["error"]
+    assert "numeracy       2       1     0.500" in out and "1 image(s)" in out
+    code, _, err = _cli(["verify", "--images", str(tmp_path), "--out", str(out_file)], capsys)
+    assert code == 2 and "--force" in err
+    assert _cli(["verify", "--images", str(tmp_path), "--out", str(out_file), "--force"], capsys)[0] == 0
+    (tmp_path / "001.png").unlink()
+    code, _, err = _cli(["verify", "--images", str(tmp_path), "--out", str(tmp_path / "v2.jsonl")], capsys)
+    assert code == 2 and "001.png" in err and not (tmp_path / "v2.jsonl").exists()
+    code, _, err = _cli(["verify", "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "v3.jsonl")], capsys)
+    assert code == 2 and "generation.jsonl" in err

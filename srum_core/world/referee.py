@@ -279,3 +279,50 @@ def verify(image: Any, spec: PromptSpec) -> Verdict:
     if extra:
         notes.append("extra: " + ", ".join(d.phrase for d in extra))
     return Verdict(passed=all(checks.values()), checks=checks, detections=detections, notes="; ".join(notes))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# rows for JSONL and their summary
+
+
+def verdict_row(image: Any, prompt: str) -> dict[str, Any]:
+    """The referee's JSON-safe verdict on ``image`` for a prompt given as text.
+
+    ``{"prompt", "category", "passed", "checks", "detected", "notes"}``; a prompt outside the world's grammar
+    gives ``{"prompt", "category": None, "passed": None, "error": ...}`` so it is counted, not dropped.
+    """
+    from .prompts import parse_prompt
+
+    spec = parse_prompt(prompt)
+    if spec is None:
+        return {
+            "prompt": prompt,
+            "category": None,
+            "passed": None,
+            "error": "prompt is outside the sandbox world's grammar (see srum_core.world.prompts); not judged",
+        }
+    verdict = verify(image, spec)
+    return {
+        "prompt": prompt,
+        "category": spec.category,
+        "passed": verdict.passed,
+        "checks": dict(verdict.checks),
+        "detected": [d.to_dict() for d in verdict.detections],
+        "notes": verdict.notes,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per category ``{"n", "passed", "accuracy"}`` plus ``"all"``; rows whose prompt could not be judged are
+    counted under ``"unjudged"`` (``n`` only) and left out of every accuracy."""
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        key = row.get("category") if row.get("passed") is not None else "unjudged"
+        for name in (key, "all") if key != "unjudged" else (key,):
+            entry = out.setdefault(name, {"n": 0, "passed": 0})
+            entry["n"] += 1
+            entry["passed"] += int(bool(row.get("passed")))
+    for name, entry in out.items():
+        if name != "unjudged":
+            entry["accuracy"] = entry["passed"] / entry["n"]
+    return out
