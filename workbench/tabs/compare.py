@@ -50,7 +50,7 @@ def build(engine: Engine, state: Any) -> None:
             guidance = gr.Slider(0.0, 15.0, value=gen_default.guidance, step=0.5, label="CFG guidance")
             run = gr.Button("Compare", variant="primary", elem_id="compare-run")
         with gr.Column(scale=2):
-            slider = gr.ImageSlider(label="Base ↔ trained", type="pil", elem_id="compare-slider")
+            slider = gr.ImageSlider(label="Base ↔ trained", type="pil", format="png", elem_id="compare-slider")
             verdicts = gr.Markdown(elem_id="compare-verdicts")
     with gr.Row():
         before_table = gr.Dataframe(headers=TABLE_HEADERS, label="Base: objects", interactive=False)

@@ -119,7 +119,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 region_template = gr.Textbox(label="Region question template", value=DEFAULT_REGION_TEMPLATE, lines=3)
                 rescore = gr.Button("Re-score this image", elem_id="inspect-rescore")
         with gr.Column(scale=2):
-            image = gr.AnnotatedImage(label="Image and regions", height=320, elem_id="inspect-image")
+            image = gr.AnnotatedImage(label="Image and regions", height=320, format="png", elem_id="inspect-image")
             global_md = gr.Markdown(elem_id="inspect-global")
             notices = gr.Markdown(elem_id="inspect-notices")
             with gr.Row():

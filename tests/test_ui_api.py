@@ -1,0 +1,256 @@
+"""The Workbench, headless: a demo launched on a free port, driven through gradio_client by api_name.
+
+generate → score → train_round → compare → undo, two visitors who must not see each other's rounds, and every
+bad input the issue lists, each answered with a clear message while the session keeps its state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from workbench.app import build_demo
+from workbench.state import Engine
+from workbench.tabs import ENGINE_QUEUE
+
+PUBLIC = {
+    "/generate", "/score", "/train_round", "/cancel_round", "/undo", "/history", "/compare",
+    "/list_runs", "/show_run", "/load_run", "/import_records",
+}  # fmt: skip
+SCORE_ARGS = ("self-grounding", "", "crop", 10, "bilinear", None, None, "released", "pixel")
+
+
+def tiny_backend():
+    """The tiny random sandbox, its zero-initialised (adaLN-zero) layers given small random weights: otherwise
+    LoRA on the trunk gets exactly zero gradient and a round could never change an image."""
+    import torch
+
+    from srum_core.backends.sandbox import SandboxBackend
+
+    backend = SandboxBackend.from_random(seed=0, tiny=True)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in backend.trainable_module().parameters():
+            if not param.any():
+                param.copy_(0.05 * torch.randn(param.shape, generator=generator))
+    return backend
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    engine = Engine(tiny_backend(), runs_root=tmp_path_factory.mktemp("runs"), max_queue=8)
+    demo = build_demo(engine)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    try:
+        yield engine, demo, url
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def client(served):
+    """A fresh visitor (its own session) for each test."""
+    return Client(served[2], verbose=False)
+
+
+def image_bytes(value) -> bytes:
+    path = value["image"] if isinstance(value, dict) else value
+    return Path(path).read_bytes()
+
+
+def generate(client, prompt="a red circle", seed=3, steps=4, guidance=3.0):
+    return client.predict(prompt, seed, steps, guidance, api_name="/generate")
+
+
+def score(client, **changes):
+    args = dict(zip(
+        ("source", "boxes", "view", "max_regions", "grid", "global_tpl", "region_tpl", "mode", "map_view"), SCORE_ARGS
+    ))  # fmt: skip
+    args.update(changes)
+    from srum_core.config import DEFAULT_GLOBAL_TEMPLATE, DEFAULT_REGION_TEMPLATE
+
+    args["global_tpl"] = args["global_tpl"] or DEFAULT_GLOBAL_TEMPLATE
+    args["region_tpl"] = args["region_tpl"] or DEFAULT_REGION_TEMPLATE
+    return client.predict(*args.values(), api_name="/score")
+
+
+def train(client, n_prompts=2, steps=2, lr=5e-3, seed=1, **changes):
+    args = {
+        "set": "train", "file": None, "categories": [], "n_prompts": n_prompts, "steps": steps, "gen_steps": 4,
+        "lr": lr, "lam": 0.5, "mode": "released", "rank": 4, "seed": seed, "eval": 0,
+    }  # fmt: skip
+    args.update(changes)
+    return client.predict(*args.values(), api_name="/train_round")
+
+
+def history_rows(client):
+    return client.predict(api_name="/history")["data"]
+
+
+def test_public_api_names_and_private_helpers(served, client):
+    _, demo, _ = served
+    named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert PUBLIC <= named
+    assert not named & {"/pick_row", "/pick_box", "/redraw_mode", "/score_after_generate", "/load_example"}
+    # Every event that touches the backend shares one queue group, and the queue is bounded.
+    heavy = {fn.api_name: fn.concurrency_id for fn in demo.fns.values()}
+    for name in ("generate", "score", "train_round", "compare", "undo", "load_run", "score_after_generate"):
+        assert heavy[name] == ENGINE_QUEUE, name
+    assert demo._queue.max_size == 8
+
+
+def test_generate_score_train_compare_undo(served, client):
+    engine, _, _ = served
+    image, seed_used = generate(client, seed=5)
+    assert seed_used == 5
+    again, _ = generate(client, seed=5)
+    assert image_bytes(image) == image_bytes(again)  # same prompt and seed → same image
+
+    annotated, table, global_md, notices, heatmap, raw, = score(client)
+    assert "Global score g =" in global_md
+    assert len(annotated["annotations"]) == len(table["data"])
+    assert heatmap is not None and "[global]" in raw
+    token_view = score(client, map_view="token", mode="signed")
+    assert token_view[4] is not None
+
+    status, *_plots, history, _undo = train(client)
+    assert "Round 1 done" in status
+    assert [row[0] for row in history["data"]] == [0, 1] and history["data"][1][2] is True
+    run_dir = Path(history["data"][1][1])
+    assert run_dir.is_dir() and run_dir.is_relative_to(engine.runs_root)
+    assert (run_dir / "adapter").is_dir() and (run_dir / "records.jsonl").is_file()
+
+    slider, verdicts, before, after, deltas, grid = client.predict(
+        "a red circle", 5, "1", 1, 4, 3.0, api_name="/compare"
+    )
+    assert "round 1" in verdicts and "Referee" in verdicts
+    assert deltas["data"][0][0] == "global"
+    assert len(slider) == 2 and len(grid) == 2
+    # The base side of the comparison is the base model's image at that seed.
+    assert image_bytes(slider[0]) != b""
+
+    rows = client.predict(api_name="/list_runs")["data"]
+    assert any(str(run_dir).endswith(row[0]) for row in rows)
+
+    status, *_plots, history, _undo = client.predict("base", api_name="/undo")
+    assert "base model" in status and [row[0] for row in history["data"]] == [0]
+    back, _ = generate(client, seed=5)
+    assert image_bytes(back) == image_bytes(image)  # undo restores the exact base outputs
+
+
+def test_two_visitors_never_share_a_round(served):
+    url = served[2]
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+    bob_before, _ = generate(bob, seed=9)
+    alice_before, _ = generate(alice, seed=9)
+    train(alice, lr=5e-2, steps=3)
+    assert len(history_rows(alice)) == 2
+    assert len(history_rows(bob)) == 1  # bob sees only his own (empty) history
+    bob_after, _ = generate(bob, seed=9)
+    assert image_bytes(bob_after) == image_bytes(bob_before)  # alice's adapter never reaches bob
+    alice_after, _ = generate(alice, seed=9)
+    assert image_bytes(alice_after) != image_bytes(alice_before)  # while alice's own images did change
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [("", "prompt is empty"), ("   \n ", "prompt is empty"), ("a" * 10_000, "shorten it")],
+)
+def test_bad_prompts_are_refused_clearly(client, prompt, message):
+    with pytest.raises(AppError, match=message):
+        generate(client, prompt=prompt)
+
+
+def test_out_of_range_values_through_the_api(client):
+    with pytest.raises(AppError, match="greater than maximum"):
+        generate(client, steps=1000)
+    with pytest.raises(AppError, match="seed"):
+        generate(client, seed=-5)
+    with pytest.raises(AppError, match="generate one first"):
+        score(client)
+    generate(client)
+    with pytest.raises(AppError, match="box 1"):
+        score(client, source="user", boxes="[[10, 10, 5, 5]]")
+    with pytest.raises(AppError, match="not in the list of choices"):
+        score(client, source="no-such-source")
+
+
+def test_prompt_without_objects_gets_a_global_only_reward_and_a_notice(client):
+    generate(client, prompt="the red and the blue, large and striped")
+    _annotated, table, _g, notices, _heatmap, _raw = score(client)
+    assert "no recognisable objects" in notices
+    assert table["data"] == [] or all(row[0] is None for row in table["data"])
+
+
+def test_round_with_zero_prompts_is_refused_and_nothing_changes(client):
+    with pytest.raises(AppError, match="at least one prompt"):
+        train(client, n_prompts=0)
+    assert len(history_rows(client)) == 1
+
+
+def test_malformed_jsonl_import_is_refused_and_a_partly_bad_one_keeps_the_good_lines(served, client, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image_file": "x.png", "prompt": \n{not json\n', encoding="utf-8")
+    with pytest.raises(AppError, match="no usable SRUM record"):
+        client.predict(handle_file(str(bad)), 0, "released", "pixel", api_name="/import_records")
+    good_line = (
+        '{"image_file": "a.png", "prompt": "a red circle", "vlm_rewards": [{"identified_object": "red circle", '
+        '"score": 0.5, "reason": "ok", "bbox": [8, 8, 32, 32], "area": 576}], "global_layout_reward": '
+        '{"global_layout_score": 0.5, "reason": "ok", "bbox": [0, 0, 64, 64], "area": 4096}}'
+    )
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(good_line + "\nnot json at all\n", encoding="utf-8")
+    text, figure, = client.predict(handle_file(str(mixed)), 0, "released", "token", api_name="/import_records")
+    assert "1 records read, 1 bad lines" in text and figure is not None
+
+
+def test_corrupt_adapter_is_refused_and_the_session_keeps_its_state(served, client):
+    engine, _, _ = served
+    train(client, seed=4)
+    rows = history_rows(client)
+    assert len(rows) == 2
+    before, _ = generate(client, seed=2)
+    source = Path(rows[1][1])
+    broken = engine.runs_root / "broken-run"
+    shutil.copytree(source, broken)
+    (broken / "adapter" / "adapter_model.safetensors").write_bytes(b"this is not a safetensors file")
+    with pytest.raises(AppError, match="could not load run broken-run: its adapter is unreadable"):
+        client.predict("broken-run", api_name="/load_run")
+    assert history_rows(client) == rows  # the session still points at its own round
+    after, _ = generate(client, seed=2)
+    assert image_bytes(after) == image_bytes(before)
+    with pytest.raises(AppError, match="not under the runs root"):
+        client.predict("../../etc", api_name="/load_run")
+    # A healthy run loads, from the list that the Runs tab shows.
+    message = client.predict(str(source.relative_to(engine.runs_root)), api_name="/load_run")
+    assert "Loaded" in message
+
+
+def test_cancel_leaves_the_session_where_it_was(served, client):
+    job = client.submit(
+        "train", None, [], 2, 400, 4, 1e-3, 0.5, "released", 4, 8, 0, api_name="/train_round"
+    )
+    deadline = time.monotonic() + 60
+    cancelled = False
+    while time.monotonic() < deadline and not job.done():
+        status = client.predict(api_name="/cancel_round")
+        if status.startswith("Cancelling"):
+            cancelled = True
+            break
+        time.sleep(0.2)
+    assert cancelled, "the round finished before it could be cancelled"
+    outputs = job.result(timeout=120)
+    assert "cancelled" in outputs[0]
+    assert len(history_rows(client)) == 1
