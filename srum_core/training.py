@@ -79,7 +79,10 @@ def process_info() -> ProcessInfo:
         return ProcessInfo()
     from accelerate import PartialState  # lazy: only multi-process launches need it
 
-    state = PartialState()
+    # Without a GPU the processes talk over gloo; accelerate needs to be told (its ``--cpu`` flag alone starts a
+    # single process unless MPI is installed, so CPU runs use ``--multi_gpu`` with ACCELERATE_USE_CPU=1).
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    state = PartialState(cpu=use_cpu)
     return ProcessInfo(rank=state.process_index, world_size=state.num_processes)
 
 
@@ -109,6 +112,18 @@ def _average_across_processes(tensors: list[torch.Tensor], info: ProcessInfo) ->
     for tensor in tensors:
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         tensor.div_(info.world_size)
+
+
+def _check_in_sync(params: list[torch.nn.Parameter], info: ProcessInfo) -> None:
+    """Fail loudly if the processes' weights drifted apart (they must stay identical after averaged steps)."""
+    if not info.distributed:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in params]).sum().cpu()
+    low, high = checksum.clone(), checksum.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"weights differ across processes after training (checksums {float(low)} vs {float(high)})")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -428,4 +443,5 @@ def train_on_samples(
     finally:
         module.eval()
         optimizer.zero_grad(set_to_none=True)
+    _check_in_sync(params, info)
     return TrainResult(steps=len(metrics), metrics=tuple(metrics), n_samples=len(samples))
