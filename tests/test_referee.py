@@ -165,3 +165,25 @@ def test_verify_command_writes_verdicts_and_summary(tmp_path, capsys):
     assert code == 2 and "001.png" in err and not (tmp_path / "v2.jsonl").exists()
     code, _, err = _cli(["verify", "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "v3.jsonl")], capsys)
     assert code == 2 and "generation.jsonl" in err
+
+
+def test_touching_objects_of_neighbouring_colours_are_split_but_one_object_is_not():
+    touching = Scene(
+        (
+            PlacedObject("square", "red", "large", "solid", cx=20.0, cy=32.0, radius=9.0),
+            PlacedObject("square", "orange", "large", "solid", cx=38.0, cy=32.0, radius=9.0),
+        )
+    )
+    found = detect(render_scene(touching))
+    assert [(d.color, d.shape, d.box) for d in found] == [
+        ("red", "square", (11, 23, 29, 41)),
+        ("orange", "square", (29, 23, 47, 41)),
+    ]
+    # A colour cast that puts one orange square on the orange/yellow border still gives one object.
+    single = np.asarray(render_scene(Scene(touching.objects[1:]))).astype(np.float64)
+    obj = np.all(single == COLORS["orange"], axis=-1)
+    single[obj] = (240, 167, 20)  # hue 41 deg, between orange (27) and yellow (54)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(single + rng.normal(0, 10, single.shape), 0, 255).astype(np.uint8)
+    (d,) = detect(noisy)
+    assert d.shape == "square" and d.color in ("orange", "yellow")

@@ -36,6 +36,9 @@ DARK_MIN_SATURATION = 0.15
 MIN_AREA = 10
 #: A second colour inside one component counts as its own object above this share of the component's pixels.
 SPLIT_SHARE = 0.3
+#: ... and only if the colours' mean hues are this far apart (degrees); one object whose hue sits on the border
+#: between two neighbouring names (a colour cast) has two classes only a few degrees apart.
+SPLIT_MIN_HUE_GAP = 18.0
 #: Shape thresholds (see ``_shape_features``); measured on blurred, noisy small renders: triangles skew <= -0.27,
 #: circles and squares |skew| <= 0.12; squares ratio <= 0.73, circles >= 0.82.
 TRIANGLE_SKEW = -0.2
@@ -186,6 +189,16 @@ def _describe(rgb: np.ndarray, mask: np.ndarray, color_index: int, scale: float)
     )
 
 
+def _hue_gap(hue: np.ndarray, color_of: np.ndarray, component: np.ndarray, classes: list[int]) -> float:
+    """Largest circular distance (degrees) between the mean hues of ``classes`` inside ``component``."""
+    means = []
+    for c in classes:
+        angles = np.deg2rad(hue[component & (color_of == c)])
+        means.append(np.rad2deg(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean())))
+    gaps = [abs(a - b) % 360.0 for i, a in enumerate(means) for b in means[i + 1 :]]
+    return max(min(g, 360.0 - g) for g in gaps)
+
+
 def detect(image: Any) -> list[Detection]:
     """Every object in ``image`` (PIL RGB or ``(H, W, 3)`` array), in raster order of their first pixel."""
     rgb = as_float_rgb(image)
@@ -205,7 +218,7 @@ def detect(image: Any) -> list[Detection]:
             continue
         votes = np.bincount(color_of[component], minlength=len(_NAMES))
         strong = [int(c) for c in np.nonzero(votes >= SPLIT_SHARE * area)[0]]
-        if len(strong) <= 1:
+        if len(strong) <= 1 or _hue_gap(hue, color_of, component, strong) < SPLIT_MIN_HUE_GAP:
             parts = [(int(np.argmax(votes)), component)]
         else:
             # Two colours in one blob: objects touching. Split by colour; minor colours join nobody.
