@@ -39,13 +39,13 @@ logger = logging.getLogger(__name__)
 class TrainRunConfig:
     """Architecture and optimisation of one training run (the defaults are the shipped model's)."""
 
-    d_model: int = 160
-    n_layers: int = 5
+    d_model: int = 128
+    n_layers: int = 4
     n_heads: int = 4
     max_text_len: int = 18
     gen_batch: int = 32
-    und_batch: int = 16
-    lr: float = 4e-4
+    und_batch: int = 12
+    lr: float = 5e-4
     warmup_steps: int = 300
     weight_decay: float = 0.01
     grad_clip: float = 1.0

@@ -1,0 +1,147 @@
+"""TinyUMM pieces: tokenizer, patch geometry, dense labels, the model contract, sampling determinism, training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from srum_core.tinyumm.data import IGNORE, crop_resize, degrade, patch_labels
+from srum_core.tinyumm.model import TinyUMM, flow_timesteps, patchify, sample_patches, unpatchify
+from srum_core.tinyumm.tokenizer import WordTokenizer
+
+WORDS = ("a", "red", "blue", "circle", "square", "to", "the", "left", "of")
+
+
+def tiny_model(seed: int = 0) -> tuple[TinyUMM, WordTokenizer]:
+    tok = WordTokenizer(WORDS, max_len=8)
+    torch.manual_seed(seed)
+    model = TinyUMM(vocab=list(tok.vocab), colors=["red", "blue"], shapes=["circle", "square"], textures=["solid"],
+                    max_text_len=8, d_model=32, n_layers=2, n_heads=2)
+    return model.eval(), tok
+
+
+def test_tokenizer_encodes_pads_and_rejects_unknown_words():
+    tok = WordTokenizer(WORDS, max_len=6)
+    ids, mask = tok.encode(["A red, circle.", ""])
+    assert ids.shape == mask.shape == (2, 6)
+    assert ids[0, :4].tolist() == [tok.bos_id, tok.vocab.index("a"), tok.vocab.index("red"), tok.vocab.index("circle")]
+    assert mask[0].tolist() == [True] * 4 + [False] * 2
+    assert mask[1].tolist() == [True] + [False] * 5  # the null prompt is just <bos>
+    assert tok.decode(ids[0].tolist()) == "a red circle"
+    with pytest.raises(ValueError, match="does not know"):
+        tok.ids("a green dog")
+    with pytest.raises(ValueError, match="at most 5"):
+        tok.ids("a red circle to the left of")
+
+
+def test_patchify_is_row_major_and_inverted_by_unpatchify():
+    img = torch.zeros(1, 3, 64, 64)
+    img[0, :, 8:16, 16:24] = 1.0  # patch row 1, column 2
+    p = patchify(img, 8)
+    assert p.shape == (1, 64, 192)
+    assert torch.nonzero(p.abs().sum(-1))[:, 1].tolist() == [1 * 8 + 2]
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(unpatchify(patchify(x, 8), 8, 64), x)
+
+
+def test_patch_labels_hand_computed():
+    ids = torch.zeros(1, 16, 16, dtype=torch.long)
+    ids[0, 0:8, 0:8] = 1  # object 1 fills patch (0, 0)
+    ids[0, 8:10, 8:9] = 2  # object 2 covers 2/64 of patch (1, 1): below the coverage threshold
+    ids[0, 8:16, 0:2] = 2  # 16/64 = 25% of patch (1, 0): an object patch
+    attrs = torch.full((1, 5, 3), IGNORE, dtype=torch.long)
+    attrs[0, 1] = torch.tensor([0, 1, 0])
+    attrs[0, 2] = torch.tensor([1, 0, 0])
+    lab = patch_labels(ids, attrs, 8)
+    assert lab["object"].tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    assert lab["color"].tolist() == [[0, IGNORE, 1, IGNORE]]
+    assert lab["shape"].tolist() == [[1, IGNORE, 0, IGNORE]]
+
+
+def test_crop_resize_keeps_labels_aligned():
+    image = -torch.ones(3, 64, 64)
+    ids = torch.zeros(64, 64, dtype=torch.long)
+    image[:, 20:30, 40:50] = 1.0
+    ids[20:30, 40:50] = 1
+    crop, idc = crop_resize(image, ids, (40, 20, 50, 30), 64)
+    assert crop.shape == (3, 64, 64) and idc.shape == (64, 64)
+    assert bool((idc == 1).all()) and crop.mean() > 0.9
+
+
+def test_degrade_keeps_range_and_clean_share_is_identity():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 64, 64) * 2 - 1
+    assert torch.equal(degrade(x, gen, p_clean=1.0), x)
+    y = degrade(x, gen, p_clean=0.0)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.equal(x, y)
+
+
+def test_flow_timesteps_logit_normal_and_shift():
+    t = flow_timesteps(4000, torch.Generator().manual_seed(0))
+    assert 0 < float(t.min()) and float(t.max()) < 1
+    assert abs(float(t.median()) - 0.5) < 0.03  # sigmoid(N(0, 1)) has median 0.5
+    t3 = flow_timesteps(4000, torch.Generator().manual_seed(0), shift=3.0)
+    assert torch.allclose(t3, 3 * t / (1 + 2 * t))
+    assert float(t3.median()) > 0.7
+
+
+def test_model_heads_shapes_and_zero_initial_velocity():
+    model, tok = tiny_model()
+    ids, mask = tok.encode(["a red circle", ""])
+    with torch.no_grad():
+        out = model(ids, mask, torch.randn(2, 64, 192), torch.tensor([0.3, 0.9]), torch.tensor([0, 1]))
+    assert out["velocity"].shape == (2, 64, 192)
+    assert out["yes"].shape == (2,)
+    assert out["object"].shape == (2, 64)
+    assert out["color"].shape == (2, 64, 2) and out["shape"].shape == (2, 64, 2) and out["texture"].shape == (2, 64, 1)
+    assert float(out["velocity"].abs().max()) == 0.0  # adaLN-Zero: an untrained model predicts zero velocity
+
+
+def test_save_and_reload_reproduce_outputs(tmp_path):
+    model, tok = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").is_file()
+    assert json.loads((tmp_path / "config.json").read_text())["vocab"] == list(tok.vocab)
+    again = TinyUMM.from_pretrained(str(tmp_path)).eval()
+    ids, mask = tok.encode(["a blue square"])
+    args = (ids, mask, torch.randn(1, 64, 192), torch.tensor([0.5]), torch.tensor([0]))
+    with torch.no_grad():
+        assert torch.equal(model(*args)["velocity"], again(*args)["velocity"])
+
+
+def test_sampling_is_seeded_and_independent_of_batch_company():
+    model, tok = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    alone = sample_patches(model, tok, ["a red circle"], [7], steps=3, guidance=2.0, chunk=4)
+    crowd = sample_patches(model, tok, ["a blue square", "a red circle", "a red circle", "", "a blue square"],
+                           [1, 7, 8, 2, 3], steps=3, guidance=2.0, chunk=4)
+    assert alone.shape == (1, 64, 192)
+    assert torch.equal(alone[0], crowd[1])
+    assert not torch.equal(crowd[1], crowd[2])  # another seed, another image
+
+
+def test_tiny_training_end_to_end_is_reproducible(tmp_path):
+    from safetensors.torch import load_file
+
+    from srum_core.tinyumm.train import TINY, train
+
+    a = train(TINY, tmp_path / "a")
+    train(TINY, tmp_path / "b")
+    assert a["steps"] == TINY.steps
+    for name in ("config.json", "README.md", "samples.png", "train_log.jsonl", "training_config.json"):
+        assert (tmp_path / "a" / name).is_file(), name
+    assert np.isfinite(a["final_metrics"]["loss"])
+    wa = load_file(str(next((tmp_path / "a").glob("*.safetensors"))))
+    wb = load_file(str(next((tmp_path / "b").glob("*.safetensors"))))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    init = tiny_model()[0]  # the EMA weights moved away from a fresh init's zero velocity head
+    assert float(wa["velocity_head.weight"].abs().sum()) > 0 == float(init.velocity_head.weight.abs().sum())
