@@ -177,7 +177,8 @@ def build(engine: Engine, state: Any) -> None:
             lora_rank = gr.Slider(1, 64, value=8, step=1, label="LoRA rank (fixed per process after the first round)")
             seed = gr.Number(label="Seed (empty = random)", value=0, precision=0)
             eval_prompts = gr.Number(
-                label="Evaluation prompts per category before/after (0 = none)", value=1, precision=0
+                label="Evaluation prompts per category before/after (0 = none)", value=1, precision=0,
+                elem_id="train-eval",
             )
             with gr.Row():
                 run = gr.Button("Run round", variant="primary", elem_id="train-run")

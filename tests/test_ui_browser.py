@@ -1,0 +1,116 @@
+"""A real-browser journey through the Workbench: Debian's Chromium driven by Playwright.
+
+Click a prompt's reward breakdown (timing click → breakdown), pick an object, switch the heatmap to the token
+view, then run a short training round. Screenshots land in tests/_artifacts/. Set ``SRUM_DOCS_SCREENSHOT=1`` to
+also write docs/inspect.png (the README screenshot), and ``SRUM_BROWSER_BACKEND=shipped`` to use the shipped
+weights instead of the tiny random model. Skipped, saying why, where /usr/bin/chromium is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_ui_api import free_port, tiny_backend
+from workbench.app import build_demo
+from workbench.state import Engine
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "_artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if os.environ.get("SRUM_BROWSER_BACKEND") == "shipped":
+        from srum_core.backends.sandbox import load_sandbox
+
+        backend = load_sandbox(device="cpu")
+    else:
+        backend = tiny_backend()
+    demo = build_demo(Engine(backend, runs_root=tmp_path_factory.mktemp("runs")))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1300})
+            tab.set_default_timeout(60_000)
+            tab.goto(app_url)
+            tab.wait_for_selector("#inspect-run")
+            yield tab
+        finally:
+            browser.close()
+
+
+def test_reward_breakdown_then_a_training_round(page):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.fill("#inspect-prompt textarea", "a red circle to the left of a blue square")
+
+    start = time.perf_counter()
+    page.click("#inspect-run")
+    page.wait_for_function(
+        "() => document.querySelector('#inspect-global')?.innerText.includes('Global score')"
+    )
+    page.wait_for_selector("#inspect-heatmap .js-plotly-plot")
+    breakdown_s = time.perf_counter() - start
+    assert page.locator("#inspect-seed-used input").input_value() != ""
+    page.screenshot(path=str(ARTIFACTS / "inspect.png"), full_page=True)
+    if os.environ.get("SRUM_DOCS_SCREENSHOT") == "1":
+        (ROOT / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "docs" / "inspect.png"), full_page=True)
+
+    # Pick the first object in the table: its question and answer appear.
+    cells = page.locator("#inspect-table td:visible")
+    if cells.count() > 1:
+        cells.nth(1).click()
+        page.wait_for_function("() => document.body.innerText.includes('Question:')")
+    # The token view redraws the heatmap.
+    page.get_by_label("token").check()
+    page.wait_for_selector("#inspect-heatmap .js-plotly-plot")
+    page.screenshot(path=str(ARTIFACTS / "inspect_token.png"), full_page=True)
+
+    # A short training round in the Train tab.
+    page.get_by_role("tab", name="Train").click()
+    page.fill("#train-n-prompts input", "2")
+    page.fill("#train-steps input", "2")
+    page.fill("#train-eval input", "0")
+    start = time.perf_counter()
+    page.click("#train-run")
+    page.wait_for_function(
+        "() => document.querySelector('#train-status')?.innerText.includes('Round 1 done')", timeout=90_000
+    )
+    round_s = time.perf_counter() - start
+    page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+    assert "round-01" in page.locator("#train-history").inner_text()  # round 1 is in the history
+
+    timings = {"click_to_breakdown_s": round(breakdown_s, 3), "training_round_s": round(round_s, 3)}
+    (ARTIFACTS / "browser_timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
+    print(f"browser journey: {timings}")
+    assert breakdown_s < 30, f"click → breakdown took {breakdown_s:.1f} s"
