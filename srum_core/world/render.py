@@ -128,48 +128,60 @@ def _relation_ok(
     return True
 
 
-def _shape_mask(obj: PlacedObject, size: int) -> Image.Image:
-    """A supersampled ``L`` mask (255 inside) of one object."""
-    ss = size * SUPERSAMPLE
-    mask = Image.new("L", (ss, ss), 0)
-    draw = ImageDraw.Draw(mask)
+def _draw_shape(draw: ImageDraw.ImageDraw, obj: PlacedObject, fill: int | tuple[int, int, int]) -> None:
+    """Draw one object at ``SUPERSAMPLE`` times its pixel coordinates."""
     s = SUPERSAMPLE
     x1, y1 = (obj.cx - obj.radius) * s, (obj.cy - obj.radius) * s
     x2, y2 = (obj.cx + obj.radius) * s, (obj.cy + obj.radius) * s
     if obj.shape == "circle":
-        draw.ellipse([x1, y1, x2 - 1, y2 - 1], fill=255)
+        draw.ellipse([x1, y1, x2 - 1, y2 - 1], fill=fill)
     elif obj.shape == "square":
-        draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=255)
+        draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=fill)
     elif obj.shape == "triangle":
-        draw.polygon([(obj.cx * s, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=255)
+        draw.polygon([(obj.cx * s, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=fill)
     else:
         raise ValueError(f"cannot draw shape {obj.shape!r}")
+
+
+def _shape_mask(obj: PlacedObject, size: int) -> Image.Image:
+    """A supersampled ``L`` mask (255 inside) of one object."""
+    ss = size * SUPERSAMPLE
+    mask = Image.new("L", (ss, ss), 0)
+    _draw_shape(ImageDraw.Draw(mask), obj, 255)
     return mask
 
 
-def _fill(obj: PlacedObject, size: int) -> np.ndarray:
-    """``(ss, ss, 3)`` uint8 paint for one object: flat colour, or horizontal stripes of a darker shade."""
+def _paint_stripes(canvas: Image.Image, obj: PlacedObject, size: int) -> None:
+    """Overpaint every other band of ``STRIPE_PERIOD / 2`` pixels of a drawn object with its darker shade."""
     ss = size * SUPERSAMPLE
-    rgb = np.array(COLORS[obj.color], dtype=np.float64)
-    paint = np.empty((ss, ss, 3), dtype=np.float64)
-    paint[:] = rgb
-    if obj.texture == "striped":
-        period = STRIPE_PERIOD * size / IMAGE_SIZE
-        # Pixel-unit y of each supersampled row centre; bands start bright at the object's top edge.
-        y = (np.arange(ss) + 0.5) / SUPERSAMPLE - (obj.cy - obj.radius)
-        dark = (np.floor(y / (period / 2)) % 2) == 1
-        paint[dark] = rgb * STRIPE_SHADE
-    elif obj.texture != "solid":
-        raise ValueError(f"cannot paint texture {obj.texture!r}")
-    return np.clip(np.round(paint), 0, 255).astype(np.uint8)
+    x1, y1, x2, y2 = obj.box
+    crop = (max(0, x1 * SUPERSAMPLE), max(0, y1 * SUPERSAMPLE), min(ss, x2 * SUPERSAMPLE), min(ss, y2 * SUPERSAMPLE))
+    if crop[2] <= crop[0] or crop[3] <= crop[1]:
+        return
+    mask = np.array(_shape_mask(obj, size).crop(crop))
+    period = STRIPE_PERIOD * size / IMAGE_SIZE
+    # Pixel-unit y of each supersampled row centre; bands start bright at the object's top edge.
+    y = (np.arange(crop[1], crop[3]) + 0.5) / SUPERSAMPLE - (obj.cy - obj.radius)
+    bright = (np.floor(y / (period / 2)) % 2) == 0
+    mask[bright] = 0
+    shade = tuple(int(v) for v in np.round(np.array(COLORS[obj.color], dtype=np.float64) * STRIPE_SHADE))
+    canvas.paste(shade, crop, Image.fromarray(mask, "L"))
 
 
 def render_scene(scene: Scene) -> Image.Image:
-    """The scene as a ``size`` x ``size`` RGB image, anti-aliased; deterministic."""
+    """The scene as a ``size`` x ``size`` RGB image, anti-aliased; deterministic.
+
+    Drawn at ``SUPERSAMPLE`` times the resolution, then each output pixel is the mean of its block.
+    """
     ss = scene.size * SUPERSAMPLE
     canvas = Image.new("RGB", (ss, ss), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
     for obj in scene.objects:
-        canvas = Image.composite(Image.fromarray(_fill(obj, scene.size), "RGB"), canvas, _shape_mask(obj, scene.size))
+        if obj.texture not in TEXTURES:
+            raise ValueError(f"cannot paint texture {obj.texture!r}; choose one of {', '.join(TEXTURES)}")
+        _draw_shape(draw, obj, COLORS[obj.color])
+        if obj.texture == "striped":
+            _paint_stripes(canvas, obj, scene.size)
     return canvas.resize((scene.size, scene.size), Image.Resampling.BOX)
 
 
