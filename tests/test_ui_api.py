@@ -254,3 +254,35 @@ def test_cancel_leaves_the_session_where_it_was(served, client):
     outputs = job.result(timeout=120)
     assert "cancelled" in outputs[0]
     assert len(history_rows(client)) == 1
+
+
+def test_gpu_wrapper_is_a_no_op_without_spaces_and_uses_spaces_gpu_with_it(monkeypatch):
+    import sys
+    import types
+
+    from workbench import space
+
+    def double(x):
+        return 2 * x
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # makes `import spaces` fail, as on a machine without it
+    assert space.gpu(30)(double) is double
+    asked = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: (asked.append(duration), lambda fn: ("wrapped", fn))[1]
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert space.gpu(90)(double) == ("wrapped", double) and asked == [90]
+    with pytest.raises(ValueError, match="positive"):
+        space.gpu(0)
+
+
+def test_importing_app_loads_nothing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app\n"
+        "assert 'srum_core.backends.sandbox' not in sys.modules and 'gradio' not in sys.modules\n"
+        "assert app.parse_args(['--port', '7000']).port == 7000\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], check=True, timeout=60)

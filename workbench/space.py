@@ -6,24 +6,22 @@ On a ZeroGPU Space the ``spaces`` package lends a GPU for the duration of each d
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Seconds of GPU asked for per call: a scoring pass is short, a training round long.
+SHORT_GPU_S = 60
+LONG_GPU_S = 600
 
-def spaces_available() -> bool:
-    """Whether the ``spaces`` package (Hugging Face ZeroGPU) can be imported here."""
-    return importlib.util.find_spec("spaces") is not None
 
-
-def gpu(duration: int = 60) -> Callable[[F], F]:
+def gpu(duration: int = SHORT_GPU_S) -> Callable[[F], F]:
     """``@gpu(duration=120)``: request a ZeroGPU slot for up to ``duration`` seconds per call, or do nothing."""
     if duration <= 0:
         raise ValueError(f"duration={duration}: give the longest expected call in seconds, a positive number")
-    if not spaces_available():
+    try:
+        import spaces
+    except ImportError:
         return lambda fn: fn
-    import spaces
-
     return spaces.GPU(duration=duration)

@@ -14,6 +14,7 @@ import gradio as gr
 from srum_core import inspect as engine_inspect
 from srum_core.config import GenerationConfig, JudgeConfig
 
+from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, ensure_session, round_choices
 from . import ENGINE_QUEUE, friendly
 from .inspect import TABLE_HEADERS, result_table
@@ -59,6 +60,7 @@ def build(engine: Engine, state: Any) -> None:
     grid = gr.Gallery(label="Seed grid (base, trained) per seed", columns=4, height=320)
 
     @friendly
+    @gpu(SHORT_GPU_S * 2)
     def compare(
         prompt_text: str, seed_value: float | None, which: str, grid_n: float, steps_value: float,
         guidance_value: float, session: Any,

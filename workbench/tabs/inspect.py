@@ -16,6 +16,7 @@ from srum_core import inspect as engine_inspect
 from srum_core.config import DEFAULT_GLOBAL_TEMPLATE, DEFAULT_REGION_TEMPLATE, MAP_MODES, GenerationConfig, JudgeConfig
 
 from .. import plots
+from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session
 from . import ENGINE_QUEUE, friendly
 
@@ -138,6 +139,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
         raw = gr.Textbox(label="Transcript", lines=10, interactive=False, elem_id="inspect-raw")
 
     @friendly
+    @gpu(SHORT_GPU_S)
     def generate(prompt_text: str, seed_value: float | None, steps_value: float, guidance_value: float, session: Any):
         session = ensure_session(session)
         config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
@@ -150,6 +152,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
         return (sample.image, []), sample.seed, session
 
     @friendly
+    @gpu(SHORT_GPU_S)
     def score(
         source: str,
         boxes_text: str,

@@ -22,6 +22,7 @@ from srum_core.records import load_records, records_to_reports
 from srum_core.rewards import build_reward_map
 
 from .. import plots
+from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, ensure_session
 from . import ENGINE_QUEUE, friendly
 
@@ -152,6 +153,7 @@ def build(engine: Engine, state: Any) -> None:
         return info.config, details, run_downloads(info)
 
     @friendly
+    @gpu(SHORT_GPU_S)
     def load_run(path_text: str, session: Any):
         session = ensure_session(session)
         info = _info(path_text)

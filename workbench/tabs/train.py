@@ -20,6 +20,7 @@ from srum_core import runs as engine_runs
 from srum_core.config import MAP_MODES, GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
 
 from .. import plots
+from ..space import LONG_GPU_S, SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session, round_choices
 from . import ENGINE_QUEUE, friendly, friendly_generator
 
@@ -206,6 +207,7 @@ def build(engine: Engine, state: Any) -> None:
         )
 
     @friendly_generator
+    @gpu(LONG_GPU_S)
     def train_round(
         set_name: str, file_path: str | None, picked: list[str] | None, n: float, k_steps: float, gen_k: float,
         rate: float, lam_value: float, mode: str, rank: float, seed_value: float | None, n_eval: float,
@@ -279,6 +281,7 @@ def build(engine: Engine, state: Any) -> None:
         return "Cancelling after the current step…" if found else "No round is running."
 
     @friendly
+    @gpu(SHORT_GPU_S)
     def undo_round(target: str, session: Any):
         session = ensure_session(session)
         label = str(target or "base").strip().lower()
