@@ -258,3 +258,13 @@ def test_summarise_by_hand():
     assert s.judge_pass_rate == pytest.approx(2 / 3)
     assert s.agreement == pytest.approx(1 / 2)
     assert PromptItem("x").category == "unknown"
+
+
+def test_a_round_where_nothing_is_trainable_still_completes(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(["UNREADABLE one", "UNREADABLE two"]))
+    config = RoundConfig(prompts=str(path), n_prompts=2, seed=1, eval_split=None, generation=GenerationConfig(steps=2))
+    result = run_round(FakeBackend(), config, tmp_path / "run")
+    assert result.n_trained == 0 and result.n_excluded == 2 and result.train.steps == 0
+    assert read_jsonl(tmp_path / "run" / "training_records.jsonl") == []
+    assert "no training step" in (tmp_path / "run" / "round.log").read_text()
