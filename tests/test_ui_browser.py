@@ -96,6 +96,17 @@ def test_reward_breakdown_then_a_training_round(page):
     page.wait_for_selector("#inspect-heatmap .js-plotly-plot")
     page.screenshot(path=str(ARTIFACTS / "inspect_token.png"), full_page=True)
 
+    # One click on an example prompt runs it: the prompt box takes the example and a new breakdown appears.
+    example = page.locator("#inspect-examples tr", has_text="numeracy").first.locator("td").nth(1)
+    example_text = example.inner_text().strip()
+    previous = page.locator("#inspect-global").inner_text()
+    example.click()
+    page.wait_for_function(
+        "([sel, old]) => { const t = document.querySelector(sel)?.innerText; return t && t !== old; }",
+        arg=["#inspect-global", previous],
+    )
+    assert page.locator("#inspect-prompt textarea").input_value() == example_text
+
     # A short training round in the Train tab.
     page.get_by_role("tab", name="Train").click()
     page.fill("#train-n-prompts input", "2")
