@@ -118,7 +118,7 @@ def _check_in_sync(params: list[torch.nn.Parameter], info: ProcessInfo) -> None:
     """Fail loudly if the processes' weights drifted apart (they must stay identical after averaged steps)."""
     if not info.distributed:
         return
-    checksum = torch.stack([p.detach().double().sum() for p in params]).sum().cpu()
+    checksum = torch.stack([p.detach().double().sum() for p in params]).sum()
     low, high = checksum.clone(), checksum.clone()
     torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
     torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
@@ -418,10 +418,10 @@ def train_on_samples(
                 # Scale so the averaged gradient equals the gradient of the whole minibatch's mean loss.
                 scale = len(mine) * info.world_size / len(batch)
                 (terms.total * scale).backward()
-                values = torch.stack([terms.total, terms.reward_term, terms.constraint_term]).detach().float().cpu()
-                values = values * scale
+                values = torch.stack([terms.total, terms.reward_term, terms.constraint_term]).detach().float()
+                values = values.to(params[0].device) * scale
             else:
-                values = torch.zeros(3)
+                values = torch.zeros(3, device=params[0].device)  # on the weights' device: nccl reduces GPU tensors
             _average_across_processes([p.grad for p in params] + [values], info)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
             optimizer.step()

@@ -205,8 +205,8 @@ def run_round_command(args: argparse.Namespace) -> int:
     if args.resume is not None and not Path(args.resume).is_dir():
         raise CliError(f"--resume {args.resume} is not a run folder")
     config = _round_config(args)
+    info = process_info()  # first: under several GPU processes this selects each process's own GPU
     backend = load_backend(args.backend, args.device, args.model)
-    info = process_info()
     progress = TqdmProgress() if info.is_main else None
     try:
         result = run_round(backend, config, args.out, resume=args.resume, callback=progress)
@@ -250,12 +250,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
         raise CliError(f"--out {out} exists; pass --force to overwrite it")
     if args.n_seeds < 1:
         raise CliError("--n-seeds must be at least 1")
+    info = process_info()  # first: under several GPU processes this selects each process's own GPU
     backend = load_backend(args.backend, args.device, args.model)
     state = "base"
     if args.run is not None:
         load_run(args.run, backend)
         state = str(args.run)
-    info = process_info()
     progress = TqdmProgress() if info.is_main else None
     try:
         result = evaluate(
