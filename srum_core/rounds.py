@@ -426,16 +426,20 @@ def _draw_seed(info: ProcessInfo) -> int:
     return int(gather_objects([(info.rank, secrets.randbelow(2**31))], info)[0])
 
 
-def _same_eval_settings(previous: dict[str, Any], config: RoundConfig, categories: Sequence[str] | None) -> bool:
+def _same_eval_settings(previous: dict[str, Any], config: RoundConfig) -> bool:
+    """Whether a resumed run's "after" evaluation is exactly the evaluation this round would run "before"."""
+    from .world.spec import CATEGORIES
+
     after = previous.get("after") or {}
-    cats = sorted(after.get("per_category", {}))
+    wanted = config.eval_categories or config.categories or CATEGORIES
     return (
         after.get("split") == config.eval_split
         and after.get("n_prompts") == config.eval_n_prompts
         and tuple(after.get("seeds", ())) == config.eval_seeds
+        and after.get("prompt_seed") == 0
         and previous.get("generation") == config.generation.to_dict()
         and previous.get("judge") == config.judge.to_dict()
-        and (categories is None or cats == sorted(categories))
+        and sorted(after.get("per_category", {})) == sorted(wanted)
     )
 
 
@@ -469,32 +473,34 @@ def run_round(
         if callback is not None and info.is_main:
             callback(event)
 
-    # Starting state: the resumed round's adapter, or the base model.
-    round_index = 1
-    previous_eval = None
-    if resume is not None:
-        resumed = load_run(resume, backend)
-        round_index = resumed.round_index + 1
-        previous_eval = resumed.eval
-        log("resumed from %s (round %d)", resume, resumed.round_index)
-    elif adapter_kind(backend) is not None:
-        reset_to_base(backend)
-    attach_adapter(backend, training)
-    start_state = adapter_state(backend)
-
-    staging = None
     if out_dir is not None:
         out_dir = Path(out_dir)
         if out_dir.exists():
             raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
-        if info.is_main:
-            staging = staging_dir(out_dir)
+    # What the backend carried when called: restored exactly if the round does not complete.
+    entry_state = adapter_state(backend) if adapter_kind(backend) is not None else None
+    staging = None
     try:
+        # Starting state: the resumed round's adapter, or the base model.
+        round_index = 1
+        previous_eval = None
+        if resume is not None:
+            resumed = load_run(resume, backend)
+            round_index = resumed.round_index + 1
+            previous_eval = resumed.eval
+            log("resumed from %s (round %d)", resume, resumed.round_index)
+        else:
+            reset_to_base(backend)
+        attach_adapter(backend, training)
+        if out_dir is not None and info.is_main:
+            staging = staging_dir(out_dir)
+
         log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
-        t0 = time.perf_counter()
         items = sample_prompts(config.prompts, config.categories, config.n_prompts, seed)
         fixed = _fixed_sample_items(config, items)
         before_images = _fixed_images(backend, fixed, config, info) if staging is not None else []
+
+        t0 = time.perf_counter()
         seeds = [image_seed(seed, i) for i in range(len(items))]
         samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
         timings["generate"] = time.perf_counter() - t0
@@ -533,7 +539,7 @@ def run_round(
         t0 = time.perf_counter()
         eval_before = None
         if config.eval_split is not None:
-            if previous_eval is not None and _same_eval_settings(previous_eval, config, config.eval_categories):
+            if previous_eval is not None and _same_eval_settings(previous_eval, config):
                 eval_before = EvalResult.from_dict(previous_eval["after"])
                 log("evaluation before = the resumed round's evaluation after (same settings)")
             else:
@@ -601,7 +607,10 @@ def run_round(
         barrier(info)
     except BaseException:
         # Undo everything this round did to the backend, and leave no folder behind.
-        load_adapter_state(backend, start_state)
+        if entry_state is None:
+            reset_to_base(backend)
+        else:
+            load_adapter_state(backend, entry_state)
         discard_run(staging)
         raise
     return RoundResult(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -268,3 +269,37 @@ def test_a_round_where_nothing_is_trainable_still_completes(tmp_path):
     assert result.n_trained == 0 and result.n_excluded == 2 and result.train.steps == 0
     assert read_jsonl(tmp_path / "run" / "training_records.jsonl") == []
     assert "no training step" in (tmp_path / "run" / "round.log").read_text()
+
+
+def test_a_refused_resume_leaves_the_backend_as_it_was(tmp_path, prompt_file):
+    backend = FakeBackend()
+    run_round(backend, _config(prompt_file), tmp_path / "r1")  # LoRA rank 8
+    state = T.adapter_state(backend)
+    other = _config(prompt_file, training=TrainingConfig(steps=1, lora_rank=2))
+    run_round(FakeBackend(), other, tmp_path / "rank2")
+    with pytest.raises(ValueError, match="rank"):
+        run_round(backend, other, tmp_path / "r2", resume=tmp_path / "rank2")
+    assert all(torch.equal(state[k], v) for k, v in T.adapter_state(backend).items())
+    assert not (tmp_path / "r2").exists()
+
+
+def test_evaluation_before_reuses_the_resumed_rounds_after(tmp_path, prompt_file, monkeypatch):
+    import srum_core.rounds as rounds
+
+    calls = []
+    original = rounds.evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **{**kwargs, "referee": lambda image, item: True})
+
+    monkeypatch.setattr(rounds, "evaluate", counting)
+    config = _config(prompt_file, eval_split="val", eval_categories=("single",), eval_n_prompts=1)
+    backend = FakeBackend()
+    first = run_round(backend, config, tmp_path / "r1")
+    assert len(calls) == 2  # before and after
+    second = run_round(backend, config, tmp_path / "r2", resume=tmp_path / "r1")
+    assert len(calls) == 3  # after only: before = round 1's after
+    assert second.eval_before == first.eval_after
+    third = run_round(backend, replace(config, eval_n_prompts=2), tmp_path / "r3", resume=tmp_path / "r2")
+    assert len(calls) == 5 and third.eval_before.overall.n == 2
