@@ -128,8 +128,8 @@ def test_generate_score_train_compare_undo(served, client):
     status, *_plots, history, _undo = train(client)
     assert "Round 1 done" in status
     assert [row[0] for row in history["data"]] == [0, 1] and history["data"][1][2] is True
-    run_dir = Path(history["data"][1][1])
-    assert run_dir.is_dir() and run_dir.is_relative_to(engine.runs_root)
+    run_dir = engine.runs_root / history["data"][1][1]
+    assert run_dir.is_dir()
     assert (run_dir / "adapter").is_dir() and (run_dir / "records.jsonl").is_file()
 
     slider, verdicts, before, after, deltas, grid = client.predict(
@@ -222,7 +222,7 @@ def test_corrupt_adapter_is_refused_and_the_session_keeps_its_state(served, clie
     rows = history_rows(client)
     assert len(rows) == 2
     before, _ = generate(client, seed=2)
-    source = Path(rows[1][1])
+    source = engine.runs_root / rows[1][1]
     broken = engine.runs_root / "broken-run"
     shutil.copytree(source, broken)
     (broken / "adapter" / "adapter_model.safetensors").write_bytes(b"this is not a safetensors file")

@@ -120,7 +120,10 @@ def build(engine: Engine, state: Any) -> None:
         run_path = gr.Textbox(label="Run folder (relative to the runs root)", elem_id="runs-path", scale=3)
         show = gr.Button("Show")
         load = gr.Button("Load into this session", variant="primary", elem_id="runs-load")
-    table = gr.Dataframe(headers=RUN_HEADERS, label=f"Run folders under {root}", interactive=False)
+    # A callable value is re-read on every page load, so a fresh visitor sees the current folders.
+    table = gr.Dataframe(
+        value=lambda: run_rows(root), headers=RUN_HEADERS, label=f"Run folders under {root}", interactive=False
+    )
     with gr.Row():
         config_json = gr.JSON(label="Config")
         metrics_json = gr.JSON(label="Round metrics and evaluation")

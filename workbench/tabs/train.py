@@ -24,7 +24,7 @@ from ..space import LONG_GPU_S, SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session, round_choices
 from . import ENGINE_QUEUE, friendly, friendly_generator
 
-HISTORY_HEADERS = ["round", "run folder", "current", "images", "trained", "excluded", "referee after"]
+HISTORY_HEADERS = ["round", "run folder (under the runs root)", "current", "images", "trained", "excluded", "referee after"]
 MAX_PROMPTS = 256
 MAX_STEPS = 500
 
@@ -37,7 +37,15 @@ def _categories(backend: Any) -> list[str]:
     return []
 
 
-def history_rows(session: SessionState) -> list[list[Any]]:
+def _shown(path: Path, root: Path) -> str:
+    """``path`` relative to the runs root when it lies under it (what the Runs tab's "run" column shows)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def history_rows(session: SessionState, root: Path) -> list[list[Any]]:
     rows: list[list[Any]] = [[0, "(base model)", session.history is None or session.history.current == 0, None, None, None, None]]
     if session.history is None:
         return rows
@@ -51,7 +59,7 @@ def history_rows(session: SessionState) -> list[list[Any]]:
         rows.append(
             [
                 index,
-                str(run_dir),
+                _shown(run_dir, root),
                 index == session.history.current,
                 summary.get("n_samples"),
                 summary.get("n_trainable"),
@@ -201,7 +209,7 @@ def build(engine: Engine, state: Any) -> None:
             plots.loss_curves(session.step_rows),
             plots.reward_distribution(session.reward_values),
             plots.accuracy_by_category(session.accuracy_rows),
-            history_rows(session),
+            history_rows(session, engine.runs_root),
             gr.Dropdown(choices=choices, value=choices[-1]),
             session,
         )
@@ -303,7 +311,7 @@ def build(engine: Engine, state: Any) -> None:
 
     @friendly
     def show_history(session: Any):
-        return history_rows(ensure_session(session))
+        return history_rows(ensure_session(session), engine.runs_root)
 
     outputs = [status, loss_plot, dist_plot, acc_plot, history, undo_to, state]
     run.click(
