@@ -8,9 +8,11 @@ card: how the round was made and what was measured before and after). :func:`pus
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,8 +186,6 @@ def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
 
 
 def _read_config_json(run_dir: Path) -> dict[str, Any]:
-    import json
-
     return json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
 
 
@@ -229,8 +229,6 @@ def push_run(
     ``token`` None uses the token of ``hf auth login`` / ``HF_TOKEN``. With ``dry_run_dir`` the upload folder is
     written there and nothing is sent.
     """
-    import tempfile
-
     if "/" not in repo_id:
         raise ValueError(f"repo_id={repo_id!r}: write it as 'user-or-org/name'")
     if dry_run_dir is not None:
