@@ -15,6 +15,7 @@ import json
 import random
 from pathlib import Path
 
+from ..config import REGION_VIEWS
 from . import CliError
 
 LISTING = "generation.jsonl"
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--images", type=Path, required=True, help="folder holding generation.jsonl and its images")
     s.add_argument("--out", type=Path, required=True, help="output JSONL of scoring records")
     s.add_argument("--box-source", default=None, help="region proposer (default: the backend's first)")
-    s.add_argument("--region-view", default="crop", help="how the judge sees a region: crop, coords or boxes")
+    s.add_argument("--region-view", default="crop", choices=REGION_VIEWS, help="how the judge sees a region (default crop)")
     s.add_argument("--max-regions", type=int, default=10, help="regions judged per image (default 10, as SRUM)")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     s.set_defaults(handler=run_score)

@@ -124,7 +124,7 @@ class PoolConfig:
     """Size and refresh rate of the rendered pool; ``val_fraction`` of entries use validation-split prompts
     (understanding only: the generator never trains on them)."""
 
-    size: int = 4000
+    size: int = 2500
     refresh_per_step: int = 6
     val_fraction: float = 0.3
     n_prompts: int = 4000

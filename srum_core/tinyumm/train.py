@@ -59,7 +59,7 @@ class TrainRunConfig:
     save_every_min: float = 5.0
     log_every: int = 25
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     sample_steps: int = 20
     sample_guidance: float = 3.0
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -147,11 +147,12 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
         fg = und["color"] != IGNORE
         color_acc = (out["color"][bg:].argmax(-1)[fg] == und["color"][fg]).float().mean() if fg.any() else torch.tensor(0.0)
         shape_acc = (out["shape"][bg:].argmax(-1)[fg] == und["shape"][fg]).float().mean() if fg.any() else torch.tensor(0.0)
-    metrics = {
-        "loss": float(total.detach()), "gen_loss": float(gen_loss.detach()), "yes_loss": float(yes_loss), "obj_loss": float(obj_loss),
-        "color_loss": float(color_loss), "shape_loss": float(shape_loss), "texture_loss": float(texture_loss),
-        "yes_acc": float(yes_acc), "color_acc": float(color_acc), "shape_acc": float(shape_acc),
+    named = {
+        "loss": total, "gen_loss": gen_loss, "yes_loss": yes_loss, "obj_loss": obj_loss, "color_loss": color_loss,
+        "shape_loss": shape_loss, "texture_loss": texture_loss, "yes_acc": yes_acc, "color_acc": color_acc,
+        "shape_acc": shape_acc,
     }
+    metrics = {k: float(v.detach()) for k, v in named.items()}
     return total, metrics
 
 
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget for the optimisation loop")
     parser.add_argument("--steps", type=int, default=None, help="maximum optimiser steps (the run stops at either)")
     parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (world, noise, init)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1: robust when the cores are shared)")
     parser.add_argument("--tiny", action="store_true", help="a few-second toy configuration (tests, smoke runs)")
     parser.add_argument("--force", action="store_true", help="write into --out even if it already holds weights")
     args = parser.parse_args(argv)
