@@ -104,7 +104,8 @@ def run_downloads(info: engine_runs.RunInfo) -> list[str]:
     files = []
     for name in (engine_runs.RECORDS_FILE, engine_runs.TRAINING_RECORDS_FILE, engine_runs.METRICS_FILE):
         if (info.run_dir / name).is_file():
-            files.append(str(info.run_dir / name))
+            # Served from a temp copy: gradio serves files only from its own allowed folders.
+            files.append(shutil.copy(info.run_dir / name, out / f"{info.run_dir.name}-{name}"))
     if info.adapter_dir.is_dir():
         files.append(shutil.make_archive(str(out / f"{info.run_dir.name}-adapter"), "zip", info.adapter_dir))
     card = out / f"{info.run_dir.name}-card.md"

@@ -252,21 +252,26 @@ def build(engine: Engine, state: Any) -> None:
 
         worker = threading.Thread(target=work, name=f"srum-round-{session.session_id}", daemon=True)
         worker.start()
-        yield _outputs(session, f"Round {index} started → `{out_dir}`")
-        last_yield = time.monotonic()
-        while True:
-            event = events.get()
-            if event is None:
-                break
-            progress((event.step, max(event.total, 1)), desc=f"{event.stage} {event.message}".strip())
-            if event.stage == "train" and event.metrics:
-                row = dict(event.metrics)
-                row["total"] = row.get("loss", row.get("total"))
-                row["global_step"] = step_offset + int(row.get("step", event.step))
-                session.step_rows.append(row)
-            if time.monotonic() - last_yield > 0.5:
-                last_yield = time.monotonic()
-                yield _outputs(session, f"Round {index}: {event.stage} {event.step}/{event.total}")
+        try:
+            yield _outputs(session, f"Round {index} started → `{out_dir}`")
+            last_yield = time.monotonic()
+            while True:
+                event = events.get()
+                if event is None:
+                    break
+                progress((event.step, max(event.total, 1)), desc=f"{event.stage} {event.message}".strip())
+                if event.stage == "train" and event.metrics:
+                    row = dict(event.metrics)
+                    row["total"] = row.get("loss", row.get("total"))
+                    row["global_step"] = step_offset + len(session.step_rows[step_offset:]) + 1
+                    session.step_rows.append(row)
+                if time.monotonic() - last_yield > 0.5:
+                    last_yield = time.monotonic()
+                    yield _outputs(session, f"Round {index}: {event.stage} {event.step}/{event.total}")
+        except GeneratorExit:
+            # The visitor left (closed the tab): stop the round rather than train for nobody.
+            cancel_event.set()
+            raise
         worker.join()
         if "error" in outcome:
             del session.step_rows[step_offset:]
