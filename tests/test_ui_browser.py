@@ -82,15 +82,17 @@ def test_reward_breakdown_then_a_training_round(page):
     breakdown_s = time.perf_counter() - start
     assert page.locator("#inspect-seed-used input").input_value() != ""
     page.screenshot(path=str(ARTIFACTS / "inspect.png"), full_page=True)
+
+    # Pick the first object in the table: its crop, question and answer appear.
+    cells = page.locator("#inspect-table [role=gridcell]")
+    if cells.count() > 1:  # the tiny random model may find no region at all
+        cells.nth(1).click()
+        page.wait_for_function("() => document.querySelector('#inspect-qa')?.innerText.includes('Question:')")
+        page.wait_for_selector("#inspect-crop img")
+    page.screenshot(path=str(ARTIFACTS / "inspect_picked.png"), full_page=True)
     if os.environ.get("SRUM_DOCS_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "docs" / "inspect.png"), full_page=True)
-
-    # Pick the first object in the table: its question and answer appear.
-    cells = page.locator("#inspect-table td:visible")
-    if cells.count() > 1:
-        cells.nth(1).click()
-        page.wait_for_function("() => document.body.innerText.includes('Question:')")
     # The token view redraws the heatmap.
     page.get_by_label("token").check()
     page.wait_for_selector("#inspect-heatmap .js-plotly-plot")

@@ -133,8 +133,8 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 headers=TABLE_HEADERS, label="Objects (click a row)", interactive=False, elem_id="inspect-table"
             )
         with gr.Column(scale=1):
-            crop = gr.Image(label="Picked region", type="pil", height=160, interactive=False)
-            qa = gr.Markdown()
+            crop = gr.Image(label="Picked region", type="pil", height=160, interactive=False, elem_id="inspect-crop")
+            qa = gr.Markdown(elem_id="inspect-qa")
     with gr.Accordion("Raw judge text", open=False):
         raw = gr.Textbox(label="Transcript", lines=10, interactive=False, elem_id="inspect-raw")
 
@@ -210,11 +210,11 @@ def build(engine: Engine, state: Any) -> InspectTab:
             return None, "", heatmap_figure(result, mode, view_kind), session
         session.selected = index
         judgement = result.region_judgements[index]
-        crop_image = engine_inspect.region_crop(result.image, judgement.region)
+        crop_image = engine_inspect.region_crop(result.image, judgement.region, scale=8)
         text = (
             f"**{index + 1}. {judgement.object_name}** at `{list(judgement.region.box)}` "
             f"(source {judgement.region.source})\n\n**Question:** {judgement.question or '—'}\n\n"
-            f"**Answer:** {judgement.raw_text or '—'}\n\n**Score:** {judgement.score} ({judgement.parse_status}); "
+            f"**Answer:** {judgement.raw_text or '—'}\n\n**Score:** {_fmt(judgement.score)} ({judgement.parse_status}); "
             f"{judgement.reason}"
         )
         return crop_image, text, heatmap_figure(result, mode, view_kind, index), session
@@ -286,6 +286,10 @@ def build(engine: Engine, state: Any) -> InspectTab:
         notices=notices,
         heatmap=heatmap,
     )
+
+
+def _fmt(score: float | None) -> str:
+    return "unreadable" if score is None else f"{score:+.3f}"
 
 
 def _transcript(result: Any) -> str:
