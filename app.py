@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any
 
-BACKENDS = ("sandbox",)
+BACKENDS = ("sandbox", "janus-pro-1b", "janus-pro-7b", "janus:<hub id or local folder>")
 
 
 def load_backend(name: str, device: str = "auto") -> Any:
@@ -20,6 +21,10 @@ def load_backend(name: str, device: str = "auto") -> Any:
         from srum_core.backends.sandbox import load_sandbox
 
         return load_sandbox(device=device)
+    if name.lower().startswith("janus"):
+        from srum_core.backends.janus import load_janus
+
+        return load_janus(name.split(":", 1)[1] if name.startswith("janus:") else name, device=device)
     raise ValueError(f"backend {name!r} is unknown; choose one of {', '.join(BACKENDS)}")
 
 
@@ -46,7 +51,9 @@ def __getattr__(name: str) -> Any:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="SRUM Workbench: inspect, train and compare SRUM rounds in a browser.")
-    parser.add_argument("--backend", default="sandbox", choices=BACKENDS, help="unified model to load (default: sandbox)")
+    parser.add_argument(
+        "--backend", default="sandbox", help=f"unified model to load: {', '.join(BACKENDS)} (default: sandbox)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
@@ -59,7 +66,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    demo = make_demo(args.backend, args.device, args.runs_root, args.max_queue)
+    try:
+        demo = make_demo(args.backend, args.device, args.runs_root, args.max_queue)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

@@ -200,15 +200,17 @@ def build(engine: Engine, state: Any) -> None:
             loss_plot = gr.Plot(label="Loss", elem_id="train-loss")
             dist_plot = gr.Plot(label="Reward distributions")
             acc_plot = gr.Plot(label="Accuracy per category")
+            preview = gr.Image(label="Latest generated sample", type="pil", height=160, interactive=False, format="png")
             history = gr.Dataframe(headers=HISTORY_HEADERS, label="Round history", interactive=False, elem_id="train-history")
 
-    def _outputs(session: SessionState, message: str) -> tuple[Any, ...]:
+    def _outputs(session: SessionState, message: str, sample: Any = None) -> tuple[Any, ...]:
         choices = [c for c in round_choices(session) if c != "latest"]
         return (
             message,
             plots.loss_curves(session.step_rows),
             plots.reward_distribution(session.reward_values),
             plots.accuracy_by_category(session.accuracy_rows),
+            gr.skip() if sample is None else sample,
             history_rows(session, engine.runs_root),
             gr.Dropdown(choices=choices, value=choices[-1]),
             session,
@@ -255,6 +257,7 @@ def build(engine: Engine, state: Any) -> None:
         try:
             yield _outputs(session, f"Round {index} started → `{out_dir}`")
             last_yield = time.monotonic()
+            latest = None
             while True:
                 event = events.get()
                 if event is None:
@@ -265,9 +268,12 @@ def build(engine: Engine, state: Any) -> None:
                     row["total"] = row.get("loss", row.get("total"))
                     row["global_step"] = step_offset + len(session.step_rows[step_offset:]) + 1
                     session.step_rows.append(row)
+                if event.preview is not None:
+                    latest = event.preview
                 if time.monotonic() - last_yield > 0.5:
                     last_yield = time.monotonic()
-                    yield _outputs(session, f"Round {index}: {event.stage} {event.step}/{event.total}")
+                    yield _outputs(session, f"Round {index}: {event.stage} {event.step}/{event.total}", latest)
+                    latest = None
         except GeneratorExit:
             # The visitor left (closed the tab): stop the round rather than train for nobody.
             cancel_event.set()
@@ -318,7 +324,7 @@ def build(engine: Engine, state: Any) -> None:
     def show_history(session: Any):
         return history_rows(ensure_session(session), engine.runs_root)
 
-    outputs = [status, loss_plot, dist_plot, acc_plot, history, undo_to, state]
+    outputs = [status, loss_plot, dist_plot, acc_plot, preview, history, undo_to, state]
     run.click(
         train_round,
         [prompt_set, prompts_file, category_pick, n_prompts, steps, gen_steps, lr, lam, map_mode, lora_rank, seed, eval_prompts,
