@@ -192,19 +192,26 @@ class WorldPool:
         return [self.texts[i] for i in pick], image_to_tensor(list(self.images[pick, 0]))
 
     def understanding_batch(
-        self, n: int, patch: int, gen: torch.Generator, crop_p: float = 0.3
+        self, n: int, patch: int, gen: torch.Generator, crop_p: float = 0.3, easy_negative_p: float = 0.25
     ) -> dict[str, torch.Tensor | list[str]]:
         """Images (degraded), texts, yes labels and dense patch labels.
 
-        Half positives (render of the prompt), half negatives (render of a perturbed prompt, same text).
+        Half positives (render of the prompt), half negatives: a render of a perturbed prompt under the original
+        text, or (``easy_negative_p`` of them) another entry's positive render.
         A ``crop_p`` share are crops around one object, resized to the full input (the judge's crop view);
         their yes label is ignored (``yes_mask`` 0) because a crop does not show the whole layout.
         """
         pick = self.rng.integers(self.config.size, size=n)
         slot = (self.rng.random(n) < 0.5).astype(np.int64)  # 0 = positive, 1 = negative
-        images = image_to_tensor(list(self.images[pick, slot]))
-        ids = torch.from_numpy(self.ids[pick, slot].astype(np.int64))
-        attrs = torch.from_numpy(self.attrs[pick, slot])
+        # Some negatives are easy (another prompt's positive render): they get the yes head off its plateau
+        # before it can tell near misses apart.
+        source = pick.copy()
+        easy = (slot == 1) & (self.rng.random(n) < easy_negative_p)
+        source[easy] = self.rng.integers(self.config.size, size=int(easy.sum()))
+        img_slot = np.where(easy, 0, slot)
+        images = image_to_tensor(list(self.images[source, img_slot]))
+        ids = torch.from_numpy(self.ids[source, img_slot].astype(np.int64))
+        attrs = torch.from_numpy(self.attrs[source, img_slot])
         yes_mask = torch.ones(n)
         for row in range(n):
             if self.rng.random() >= crop_p:
@@ -213,7 +220,7 @@ class WorldPool:
             if not present:
                 continue
             k = present[int(self.rng.integers(len(present)))]
-            ys, xs = np.nonzero(self.ids[pick[row], slot[row]] == k)
+            ys, xs = np.nonzero(self.ids[source[row], img_slot[row]] == k)
             if len(xs) == 0:
                 continue
             box = crop_box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, self.size, self.rng)

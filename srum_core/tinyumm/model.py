@@ -124,10 +124,14 @@ class TinyUMM(ModelMixin, ConfigMixin):
         n_layers: int = 5,
         n_heads: int = 4,
         mlp_ratio: float = 4.0,
+        prediction: str = "x0",
+        t_clip: float = 0.05,
     ):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        if prediction not in ("x0", "velocity"):
+            raise ValueError(f"prediction={prediction!r}: choose 'x0' (clean-patch head) or 'velocity'")
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}")
         d = d_model
@@ -147,7 +151,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
         self.ada_out = nn.Linear(d, 2 * d)
         nn.init.zeros_(self.ada_out.weight)
         nn.init.zeros_(self.ada_out.bias)
-        # Heads. The velocity head starts at zero (adaLN-Zero), the rest at PyTorch defaults.
+        # Heads. The velocity / x0 head starts at zero (adaLN-Zero), the rest at PyTorch defaults.
         self.velocity_head = nn.Linear(d, self.patch_dim)
         nn.init.zeros_(self.velocity_head.weight)
         nn.init.zeros_(self.velocity_head.bias)
@@ -167,7 +171,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
     ) -> dict[str, torch.Tensor]:
         """All heads at once (they are cheap next to the trunk).
 
-        Returns ``velocity (B, N, P)``, ``yes (B,)`` logit, ``object (B, N)`` logit, ``color (B, N, C)``,
+        Returns ``velocity (B, N, P)`` (from the x0 head when ``prediction="x0"``), ``yes (B,)`` logit, ``object (B, N)`` logit, ``color (B, N, C)``,
         ``shape (B, N, S)``, ``texture (B, N, T)`` logits.
         """
         b, length = text_ids.shape
@@ -186,8 +190,17 @@ class TinyUMM(ModelMixin, ConfigMixin):
         x = _modulate(self.norm_out(x), shift, scale)
         ask = x[:, length]
         img_out = x[:, length + 1 :]
+        head = self.velocity_head(img_out)
+        if self.config.prediction == "x0":
+            # x-prediction (Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise"): a patch holds
+            # 192 values but the trunk only d_model; clean patches live on a low-dimensional manifold and pass
+            # through that bottleneck, noise does not. The velocity follows from x_t = (1 - t)·x0 + t·ε:
+            # v = (x_t - x0) / t, with t clipped away from 0.
+            velocity = (patches - head) / t.clamp(min=self.config.t_clip)[:, None, None].to(head.dtype)
+        else:
+            velocity = head
         return {
-            "velocity": self.velocity_head(img_out),
+            "velocity": velocity,
             "yes": self.yes_head(ask).squeeze(-1),
             "object": self.object_head(img_out).squeeze(-1),
             "color": self.color_head(img_out),

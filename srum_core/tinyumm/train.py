@@ -52,10 +52,10 @@ class TrainRunConfig:
     ema_decay: float = 0.999
     cond_dropout: float = 0.1
     timestep_shift: float = 1.0
-    w_yes: float = 0.5
+    w_yes: float = 1.0
     w_patch: float = 0.25
     steps: int = 40_000
-    minutes: float = 55.0
+    minutes: float = 50.0
     save_every_min: float = 5.0
     log_every: int = 25
     seed: int = 0
