@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -70,6 +71,19 @@ def image_bytes(value) -> bytes:
     return Path(path).read_bytes()
 
 
+def heatmap_z(plot) -> np.ndarray:
+    """The reward values drawn in a gr.Plot output (the heatmap trace over the image)."""
+    import base64
+    import json
+
+    trace = next(t for t in json.loads(plot["plot"])["data"] if t["type"] == "heatmap")
+    z = trace["z"]
+    if isinstance(z, dict):  # plotly's binary array encoding: {"dtype", "bdata" (base64), "shape": "rows, cols"}
+        shape = tuple(int(v) for v in str(z["shape"]).split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape).astype(float)
+    return np.asarray(z, dtype=float)
+
+
 def generate(client, prompt="a red circle", seed=3, steps=4, guidance=3.0):
     return client.predict(prompt, seed, steps, guidance, api_name="/generate")
 
@@ -121,9 +135,11 @@ def test_generate_score_train_compare_undo(served, client):
     annotated, table, global_md, notices, heatmap, raw, = score(client)
     assert "Global score g =" in global_md
     assert len(annotated["annotations"]) == len(table["data"])
-    assert heatmap is not None and "[global]" in raw
-    token_view = score(client, map_view="token", mode="signed")
-    assert token_view[4] is not None
+    assert "[global]" in raw
+    assert heatmap_z(heatmap).shape == (64, 64)  # pixel view: one value per pixel
+    token_z = heatmap_z(score(client, map_view="token")[4])
+    assert token_z.shape == (8, 8)  # token view: the 8×8 grid of 8-pixel tokens
+    assert float(token_z.min()) >= 0.0 and float(token_z.max()) <= 1.0  # released maps lie in [0, 1]
 
     status, *_plots, history, _undo = train(client)
     assert "Round 1 done" in status
