@@ -118,7 +118,7 @@ def build(engine: Engine, state: Any) -> None:
     root = engine.runs_root
     with gr.Row():
         refresh = gr.Button("Refresh the list", elem_id="runs-refresh")
-        run_path = gr.Textbox(label="Run folder (relative to the runs root)", elem_id="runs-path", scale=3)
+        run_path = gr.Textbox(value="", label="Run folder (relative to the runs root)", elem_id="runs-path", scale=3)
         show = gr.Button("Show")
         load = gr.Button("Load into this session", variant="primary", elem_id="runs-load")
     # A callable value is re-read on every page load, so a fresh visitor sees the current folders.
@@ -130,14 +130,14 @@ def build(engine: Engine, state: Any) -> None:
         metrics_json = gr.JSON(label="Round metrics and evaluation")
     files = gr.File(label="Downloads: SRUM JSONL, adapter, run card", file_count="multiple", interactive=False)
     status = gr.Markdown(elem_id="runs-status")
-    gr.Markdown("### Import SRUM JSONL records")
+    gr.Markdown("### Reward maps of SRUM JSONL records (an uploaded file, or the chosen run's records.jsonl)")
     with gr.Row():
         upload = gr.File(label="SRUM JSONL (scoring or training records)", file_types=[".jsonl", ".json"], type="filepath")
         with gr.Column():
             record_index = gr.Number(label="Record (0-based among the good ones)", value=0, precision=0)
             mode = gr.Dropdown(list(MAP_MODES), value="released", label="Map mode")
             view = gr.Radio(["pixel", "token"], value="pixel", label="View")
-            show_record = gr.Button("Import and draw", elem_id="runs-import")
+            show_record = gr.Button("Draw (uploaded file, else the chosen run's records)", elem_id="runs-import")
     import_status = gr.Markdown(elem_id="runs-import-status")
     record_plot = gr.Plot(label="Reward map of the record")
 
@@ -179,10 +179,16 @@ def build(engine: Engine, state: Any) -> None:
         return message, session
 
     @friendly
-    def import_records(path: str | None, index: float | None, mode_name: str, view_kind: str, session: Any):
+    def import_records(
+        path: str | None, index: float | None, mode_name: str, view_kind: str, path_text: str, session: Any
+    ):
         session = ensure_session(session)
+        image_root: Path | None = None
         if not path:
-            raise ValueError("no file: upload a SRUM JSONL file first")
+            if not path_text or not path_text.strip():
+                raise ValueError("no records: upload a SRUM JSONL file, or choose a run folder above to read its records")
+            info = _info(path_text)
+            path, image_root = str(info.run_dir / engine_runs.RECORDS_FILE), info.run_dir
         loaded = load_records(path)
         reports, unsized = records_to_reports(loaded.records, None)
         bad = list(loaded.bad_lines) + list(unsized)
@@ -196,19 +202,23 @@ def build(engine: Engine, state: Any) -> None:
         if not 0 <= k < len(reports):
             raise ValueError(f"record {k} does not exist: the file has {len(reports)} good records (0 to {len(reports) - 1})")
         line, report = reports[k]
-        token_size = engine.backend.token_size
-        reward_map = build_reward_map(report, RewardConfig(mode=mode_name), token_size)
+        reward_map = build_reward_map(report, RewardConfig(mode=mode_name), engine.backend.token_size)
         from PIL import Image
 
-        canvas = Image.fromarray(np.full((report.height, report.width, 3), 255, dtype=np.uint8))
+        image_path = None if image_root is None or not report.image_file else image_root / report.image_file
+        if image_path is not None and image_path.is_file():
+            canvas = Image.open(image_path).convert("RGB")
+        else:  # an uploaded file comes without its images: draw the map on a blank canvas
+            canvas = Image.fromarray(np.full((report.height, report.width, 3), 255, dtype=np.uint8))
         boxes = [(tuple(j.region.box), f"{i}. {j.object_name}") for i, j in enumerate(report.regions, start=1)]
         figure = plots.reward_heatmap(
             canvas, reward_map.pixel, reward_map.token, view=view_kind, boxes=boxes,
             title=f"line {line}: {report.prompt[:60]}",
         )
+        g = report.global_judgement.score
         text = (
             f"{len(reports)} records read, {len(bad)} bad lines. Showing line {line}: **{report.prompt}** — "
-            f"global score {report.global_judgement.score}, {len(report.regions)} regions."
+            f"global score {'unreadable' if g is None else f'{g:+.3f}'}, {len(report.regions)} regions."
         )
         return text, figure, session
 
@@ -216,7 +226,7 @@ def build(engine: Engine, state: Any) -> None:
     show.click(show_run, run_path, [config_json, metrics_json, files], api_name="show_run")
     load.click(load_run, [run_path, state], [status, state], api_name="load_run", concurrency_id=ENGINE_QUEUE)
     show_record.click(
-        import_records, [upload, record_index, mode, view, state], [import_status, record_plot, state],
+        import_records, [upload, record_index, mode, view, run_path, state], [import_status, record_plot, state],
         api_name="import_records",
     )
 
