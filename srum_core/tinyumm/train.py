@@ -63,6 +63,8 @@ class TrainRunConfig:
     sample_steps: int = 20
     sample_guidance: float = 3.0
     pool: PoolConfig = field(default_factory=PoolConfig)
+    #: Continue from these weights (a folder written by this script) instead of a fresh init (a second phase).
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -209,6 +211,20 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
     pool = WorldPool(config.pool, seed=config.seed)
     logger.info("pool of %d entries rendered in %.1fs", config.pool.size, time.monotonic() - started)
     model, tokenizer = build_model(config)
+    previous = None
+    if config.init_from is not None:
+        from .model import TinyUMM
+
+        start = TinyUMM.from_pretrained(config.init_from)
+        mine = {k: v for k, v in model.config.items() if not k.startswith("_")}
+        theirs = {k: v for k, v in start.config.items() if not k.startswith("_")}
+        if {k: (list(v) if isinstance(v, tuple) else v) for k, v in mine.items()} != {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in theirs.items()
+        }:
+            raise ValueError(f"--init-from {config.init_from}: its architecture differs from this run's config")
+        model.load_state_dict(start.state_dict())
+        prev_path = Path(config.init_from) / "train_summary.json"
+        previous = json.loads(prev_path.read_text()) if prev_path.is_file() else None
     n_params = sum(p.numel() for p in model.parameters())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay)
@@ -260,7 +276,7 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
     summary = {
         "steps": step, "train_seconds": round(train_s, 1), "parameters": n_params,
         "images_seen_generation": step * config.gen_batch, "images_seen_understanding": step * config.und_batch,
-        "final_metrics": metrics, "sample_prompts": prompts,
+        "final_metrics": metrics, "sample_prompts": prompts, "init_from": config.init_from, "previous": previous,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     write_model_card(out, config, summary)
@@ -302,6 +318,14 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         f" EMA {config.ema_decay}; prompt dropout {config.cond_dropout}; logit-normal t, shift {config.timestep_shift};",
         f"- loss = flow MSE + {config.w_yes}·BCE(yes) + {config.w_patch}·(object BCE + colour/shape/texture CE);",
         f"- seed {config.seed}; full config in `training_config.json`, curve in `train_log.jsonl`.",
+    ]
+    prev = summary.get("previous")
+    if prev:
+        lines += [
+            f"- this is a second phase started from `{config.init_from}`, whose first phase ran {prev.get('steps')}"
+            f" steps in {prev.get('train_seconds')} s (its summary is kept under `previous` in `train_summary.json`).",
+        ]
+    lines += [
         "",
         "Last logged training metrics (mean over the last log window):",
         "",
@@ -333,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1: robust when the cores are shared)")
     parser.add_argument("--tiny", action="store_true", help="a few-second toy configuration (tests, smoke runs)")
     parser.add_argument("--force", action="store_true", help="write into --out even if it already holds weights")
+    parser.add_argument("--init-from", default=None, help="continue from the weights in this folder (second phase)")
+    parser.add_argument("--gen-batch", type=int, default=None, help="generation images per step")
+    parser.add_argument("--und-batch", type=int, default=None, help="understanding images per step")
+    parser.add_argument("--w-yes", type=float, default=None, help="weight of the yes/no loss")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TINY if args.tiny else TrainRunConfig()
@@ -341,11 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         changes["minutes"] = args.minutes
     if args.steps is not None:
         changes["steps"] = args.steps
-    if args.threads is not None:
-        changes["threads"] = args.threads
+    for name in ("threads", "init_from", "gen_batch", "und_batch", "w_yes", "lr", "warmup_steps"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     config = replace(config, **changes)
     out = Path(args.out)
-    if (out / "config.json").exists() and not args.force:
+    if (out / "config.json").exists() and not args.force and args.init_from != args.out:
         parser.error(f"{out} already holds a model; pass --force to overwrite it")
     summary = train(config, out)
     print(json.dumps({k: v for k, v in summary.items() if k != "sample_prompts"}, indent=2))
