@@ -93,6 +93,16 @@ def test_reward_breakdown_then_a_training_round(page):
     if os.environ.get("SRUM_DOCS_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "docs" / "inspect.png"), full_page=True)
+    # Editing the global question re-scores the same image as soon as the edit is done.
+    page.get_by_text("Judge and box source").click()
+    template = page.locator("#inspect-global-template textarea")
+    template.fill('Is this image exactly "{prompt}"? Answer Yes or No.')
+    template.blur()
+    page.get_by_text("Raw judge text").click()
+    page.wait_for_function(
+        "() => document.querySelector('#inspect-raw textarea')?.value.includes('Is this image exactly')"
+    )
+
     # The token view redraws the heatmap.
     page.get_by_label("token").check()
     page.wait_for_selector("#inspect-heatmap .js-plotly-plot")

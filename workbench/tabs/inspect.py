@@ -116,7 +116,10 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 region_view = gr.Dropdown(["crop", "coords", "boxes"], value="crop", label="How the judge sees a region")
                 max_regions = gr.Slider(1, 20, value=10, step=1, label="Max regions (SRUM keeps 10)")
                 grid = gr.Radio(["bilinear", "area"], value="bilinear", label="Token grid projection")
-                global_template = gr.Textbox(label="Global question template", value=DEFAULT_GLOBAL_TEMPLATE, lines=3)
+                global_template = gr.Textbox(
+                    label="Global question template", value=DEFAULT_GLOBAL_TEMPLATE, lines=3,
+                    elem_id="inspect-global-template",
+                )
                 region_template = gr.Textbox(label="Region question template", value=DEFAULT_REGION_TEMPLATE, lines=3)
                 rescore = gr.Button("Re-score this image", elem_id="inspect-rescore")
         with gr.Column(scale=2):
@@ -259,10 +262,16 @@ def build(engine: Engine, state: Any) -> InspectTab:
         concurrency_id=ENGINE_QUEUE,
     )
     rescore.click(score, score_inputs, score_outputs, api_name="score", concurrency_id=ENGINE_QUEUE)
+    def score_on_edit(*args: Any):
+        if ensure_session(args[-1]).sample is None:
+            return tuple(gr.skip() for _ in score_outputs)  # nothing generated yet: nothing to re-score
+        return score(*args)
+
+    # Editing a judge template re-scores the same image as soon as the edit is done (the box loses focus).
     for name, template in (("global", global_template), ("region", region_template)):
-        template.submit(
-            score, score_inputs, score_outputs, api_name=f"score_{name}_template", api_visibility="private",
-            concurrency_id=ENGINE_QUEUE,
+        template.blur(
+            score_on_edit, score_inputs, score_outputs, api_name=f"score_{name}_template", api_visibility="private",
+            concurrency_id=ENGINE_QUEUE, trigger_mode="always_last",
         )
     for name, control in (("mode", map_mode), ("view", view)):
         control.change(
