@@ -53,6 +53,20 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """``(grid², dim)`` fixed 2-D sin-cos position codes, row-major (half the channels for y, half for x)."""
+    quarter = dim // 4
+    omega = 1.0 / (10_000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    pos = torch.arange(grid, dtype=torch.float32)
+    y, x = torch.meshgrid(pos, pos, indexing="ij")
+    parts = []
+    for coord in (y.reshape(-1), x.reshape(-1)):
+        angles = coord[:, None] * omega[None]
+        parts += [torch.sin(angles), torch.cos(angles)]
+    out = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(out, (0, dim - out.shape[1]))
+
+
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
@@ -142,7 +156,9 @@ class TinyUMM(ModelMixin, ConfigMixin):
         self.text_pos = nn.Parameter(torch.randn(max_text_len, d) * 0.02)
         self.ask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.patch_in = nn.Linear(self.patch_dim, d)
-        self.image_pos = nn.Parameter(torch.randn(self.n_patches, d) * 0.02)
+        # 2-D sin-cos initialisation (DiT): at high noise the patch content is pure noise of unit scale, so a
+        # small random position code would be drowned and patches could not tell where they are.
+        self.image_pos = nn.Parameter(sincos_2d(self.grid, d))
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.mode_embed = nn.Embedding(2, d)
         self.pool_proj = nn.Linear(d, d)

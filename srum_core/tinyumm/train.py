@@ -55,7 +55,7 @@ class TrainRunConfig:
     w_yes: float = 1.0
     w_patch: float = 0.25
     steps: int = 40_000
-    minutes: float = 50.0
+    minutes: float = 45.0
     save_every_min: float = 5.0
     log_every: int = 25
     seed: int = 0
