@@ -77,7 +77,8 @@ def test_token_losses_shape_grad_and_seeding(backend):
     e1.mean().backward()
     assert backend.model.velocity_head.weight.grad is not None
     assert float(backend.model.velocity_head.weight.grad.abs().sum()) > 0
-    shifted = backend.token_losses(samples, torch.Generator().manual_seed(4), timestep_shift=3.0)
+    assert backend.timestep_shift == backend.model.config.flow_shift == 3.0  # defaults to the training shift
+    shifted = backend.token_losses(samples, torch.Generator().manual_seed(4), timestep_shift=1.0)
     assert not torch.equal(shifted.detach(), e1.detach())
 
 

@@ -137,7 +137,7 @@ class SandboxBackend:
         self.tokenizer = tokenizer
         self.source = source
         #: Timestep shift and prompt dropout used by :meth:`token_losses` (a trainer may set them).
-        self.timestep_shift: float = 1.0
+        self.timestep_shift: float = float(getattr(model.config, "flow_shift", 1.0))
         self.cond_dropout: float = 0.1
 
     # ----------------------------------------------------------------------------------------------- set-up

@@ -140,6 +140,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
         mlp_ratio: float = 4.0,
         prediction: str = "x0",
         t_clip: float = 0.05,
+        flow_shift: float = 3.0,
     ):
         super().__init__()
         if d_model % n_heads:
@@ -251,6 +252,9 @@ def sample_patches(
 ) -> torch.Tensor:
     """Euler sampling of the rectified flow with classifier-free guidance; returns ``(B, N, P)`` patches.
 
+    The sigma schedule is shifted by the model's ``flow_shift`` (the shift it was trained with): a patch holds
+    192 values, so its content is detectable at high noise and the layout is decided there (SD3 §5.3.2).
+
     Noise for each image comes from its own CPU ``torch.Generator`` seeded with its seed, and the model always
     runs on chunks of exactly ``chunk`` images (padded), so an image depends only on (prompt, seed, steps,
     guidance), never on what else is in the batch. ``callback(done, total)`` is called after each step.
@@ -275,7 +279,7 @@ def sample_patches(
         ids, mask = tokenizer.encode(texts + ([""] * chunk if use_cfg else []))
         ids, mask = ids.to(device), mask.to(device)
         mode = torch.zeros(ids.shape[0], dtype=torch.long, device=device)
-        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=float(model.config.flow_shift))
         scheduler.set_timesteps(steps, device=device)
         for i, ts in enumerate(scheduler.timesteps):
             sigma = scheduler.sigmas[i].expand(ids.shape[0]).to(device)
