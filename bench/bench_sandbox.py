@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="Euler steps (default 20)")
     parser.add_argument("--guidance", type=float, default=3.0, help="CFG scale (default 3.0)")
     parser.add_argument("--seed", type=int, default=0, help="prompt seed and first image seed (default 0)")
+    parser.add_argument("--split", default="val", choices=("val", "train"), help="prompt split (default val)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--save-images", type=Path, default=None, help="folder to save the generated images in")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     g_confusion = {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
     all_pass, all_n = 0, 0
     for cat in CATEGORIES:
-        specs = make_prompts("val", cat, args.n, args.seed)
+        specs = make_prompts(args.split, cat, args.n, args.seed)
         seeds = [args.seed + i for i in range(len(specs))]
         samples = backend.generate([s.text for s in specs], seeds, gen)
         passed = 0
@@ -187,8 +188,10 @@ def measured_markdown(results: dict) -> str:
     lines = [
         f"Measured by `python bench/bench_sandbox.py --n {s['n']} --steps {s['steps']} --guidance {s['guidance']} "
         f"--seed {s['seed']} --threads {s['threads']}` on the 2-core CPU development machine (other jobs were running"
-        " on it, so timings are indicative). Validation-split prompts (every one holds a held-out colour-shape"
-        " pairing), one image each, judged by the world's non-learned referee.",
+        " on it, so timings are indicative). "
+        + ("Validation-split prompts (every one holds a held-out colour-shape pairing)" if s["split"] == "val"
+           else "Training-split prompts")
+        + ", one image each, judged by the world's non-learned referee.",
         "",
         "| category | referee accuracy | global judge agrees with referee |",
         "|---|---|---|",
@@ -216,11 +219,18 @@ def update_card(folder: Path, results: dict) -> None:
     from srum_core.tinyumm.data import PoolConfig
     from srum_core.tinyumm.train import TrainRunConfig, write_model_card
 
+    split = results["settings"]["split"]
+    (folder / f"bench_{split}.json").write_text(json.dumps(results, indent=2))
+    parts = []
+    for name in ("val", "train"):  # every split measured so far, validation first
+        path = folder / f"bench_{name}.json"
+        if path.is_file():
+            parts.append(f"### {name} split\n\n" + measured_markdown(json.loads(path.read_text())))
     raw = json.loads((folder / "training_config.json").read_text())
     raw["pool"] = PoolConfig(**raw["pool"])
     config = TrainRunConfig(**{f.name: raw[f.name] for f in fields(TrainRunConfig) if f.name in raw})
     summary = json.loads((folder / "train_summary.json").read_text())
-    write_model_card(folder, config, summary, measured_markdown(results))
+    write_model_card(folder, config, summary, "\n\n".join(parts))
     print(f"updated {folder / 'README.md'}")
 
 

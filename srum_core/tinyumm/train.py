@@ -322,11 +322,18 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         f"- loss = flow MSE + {config.w_yes}·BCE(yes) + {config.w_patch}·(object BCE + colour/shape/texture CE);",
         f"- seed {config.seed}; full config in `training_config.json`, curve in `train_log.jsonl`.",
     ]
-    prev = summary.get("previous")
-    if prev:
+    chain, prev = [], summary.get("previous")
+    while prev:
+        chain.append(prev)
+        prev = prev.get("previous")
+    if chain:
+        earlier = " + ".join(f"{p.get('steps')} steps / {p.get('train_seconds')} s" for p in reversed(chain))
+        total_steps = summary.get("steps", 0) + sum(p.get("steps", 0) for p in chain)
+        total_s = summary.get("train_seconds", 0) + sum(p.get("train_seconds", 0) for p in chain)
         lines += [
-            f"- this is a second phase started from `{config.init_from}`, whose first phase ran {prev.get('steps')}"
-            f" steps in {prev.get('train_seconds')} s (its summary is kept under `previous` in `train_summary.json`).",
+            f"- this run continued earlier phases ({earlier}; each restarts AdamW from the previous EMA weights,"
+            f" summaries nested under `previous` in `train_summary.json`): {total_steps} steps in {total_s:.0f} s"
+            " in all.",
         ]
     lines += [
         "",
