@@ -187,7 +187,7 @@ def measured_markdown(results: dict) -> str:
     sp = results["speed"]
     lines = [
         f"Measured by `python bench/bench_sandbox.py --n {s['n']} --steps {s['steps']} --guidance {s['guidance']} "
-        f"--seed {s['seed']} --threads {s['threads']}` on the 2-core CPU development machine (other jobs were running"
+        f"--seed {s['seed']} --threads {s['threads']} --split {s['split']}` on the 2-core CPU development machine (other jobs were running"
         " on it, so timings are indicative). "
         + ("Validation-split prompts (every one holds a held-out colour-shape pairing)" if s["split"] == "val"
            else "Training-split prompts")
