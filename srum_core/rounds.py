@@ -64,6 +64,7 @@ from .training import (
     attach_adapter,
     barrier,
     gather_objects,
+    init_adapter,
     load_adapter_state,
     process_info,
     reset_to_base,
@@ -489,9 +490,10 @@ def run_round(
             round_index = resumed.round_index + 1
             previous_eval = resumed.eval
             log("resumed from %s (round %d)", resume, resumed.round_index)
-        else:
-            reset_to_base(backend)
         attach_adapter(backend, training)
+        if resume is None:
+            # A round from the base starts from adapter weights drawn from its own seed alone (reproducible).
+            init_adapter(backend, training.seed)
         if out_dir is not None and info.is_main:
             staging = staging_dir(out_dir)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -181,13 +182,39 @@ def attach_adapter(backend: Any, config: TrainingConfig) -> torch.nn.Module:
     else:
         from peft import inject_adapter_in_model
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            inject_adapter_in_model(_lora_config(backend, config), module, adapter_name=ADAPTER_NAME)
+        inject_adapter_in_model(_lora_config(backend, config), module, adapter_name=ADAPTER_NAME)
+        setattr(module, _KIND_ATTR, wanted)
+        init_adapter(backend, config.seed)
         n_lora = sum(p.numel() for p in module.parameters() if p.requires_grad)
         logger.info("attached LoRA rank %d to %s: %d trainable parameters", config.lora_rank, backend.name, n_lora)
     setattr(module, _KIND_ATTR, wanted)
     return module
+
+
+def init_adapter(backend: Any, seed: int) -> None:
+    """Give the attached adapter the fresh starting weights of a round seeded ``seed``.
+
+    LoRA: every ``A`` matrix is redrawn (peft's default Kaiming-uniform) from a CPU generator seeded ``seed`` and
+    every ``B`` is zeroed, in module order, so a round started from the base model depends only on its seed — not
+    on which rounds ran earlier in the process, nor on the device. Full fine-tuning: the base weights.
+    """
+    kind = adapter_kind(backend)
+    if kind is None:
+        raise ValueError("backend has no adapter attached: call attach_adapter(backend, config) first")
+    if kind == "full":
+        reset_to_base(backend)
+        return
+    from peft.tuners.lora import LoraLayer
+
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for _, layer in backend.trainable_module().named_modules():
+            if isinstance(layer, LoraLayer) and ADAPTER_NAME in layer.lora_A:
+                a = layer.lora_A[ADAPTER_NAME].weight
+                fresh = torch.empty(a.shape, dtype=torch.float32)
+                torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
+                a.copy_(fresh.to(device=a.device, dtype=a.dtype))
+                layer.lora_B[ADAPTER_NAME].weight.zero_()
 
 
 def trainable_parameters(backend: Any) -> list[torch.nn.Parameter]:

@@ -303,3 +303,18 @@ def test_evaluation_before_reuses_the_resumed_rounds_after(tmp_path, prompt_file
     assert second.eval_before == first.eval_after
     third = run_round(backend, replace(config, eval_n_prompts=2), tmp_path / "r3", resume=tmp_path / "r2")
     assert len(calls) == 5 and third.eval_before.overall.n == 2
+
+
+def test_a_round_from_base_depends_only_on_its_seed_not_on_earlier_rounds(tmp_path, prompt_file):
+    # Fresh process-like backend: one round at seed 3.
+    fresh = FakeBackend()
+    run_round(fresh, _config(prompt_file, seed=3), tmp_path / "fresh")
+    fresh_adapter = T.adapter_state(fresh)
+    # Same seed after an unrelated round (seed 9) ran on the same backend object first.
+    used = FakeBackend()
+    run_round(used, _config(prompt_file, seed=9), tmp_path / "other")
+    run_round(used, _config(prompt_file, seed=3), tmp_path / "again")
+    again_adapter = T.adapter_state(used)
+    assert fresh_adapter.keys() == again_adapter.keys()
+    assert all(torch.equal(fresh_adapter[k], again_adapter[k]) for k in fresh_adapter)
+    assert _tree_hash(tmp_path / "fresh" / "samples") == _tree_hash(tmp_path / "again" / "samples")
