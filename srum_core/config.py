@@ -108,7 +108,11 @@ class RewardConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """A short SRUM training round: ``L = mean(w·e) + λ·mean(e)`` with AdamW at SRUM's defaults."""
+    """A short SRUM training round: ``L = mean(w·e) + λ·mean(e)`` with AdamW at SRUM's defaults.
+
+    ``timestep_shift``: logit-normal timestep shift for flow backends; None keeps the shift the backend was
+    pre-trained with (SRUM's released scripts use 1.0 for BAGEL).
+    """
 
     steps: int = 20
     lr: float = 1e-4
@@ -123,7 +127,7 @@ class TrainingConfig:
     beta2: float = 0.95
     eps: float = 1e-15
     weight_decay: float = 0.0
-    timestep_shift: float = 1.0
+    timestep_shift: float | None = None
     cond_dropout: float = 0.1
     seed: int = 0
 
@@ -139,7 +143,10 @@ class TrainingConfig:
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "AdamW betas must lie in [0, 1)")
         _check(self.eps > 0, "eps must be positive (SRUM uses 1e-15)")
         _check(self.weight_decay >= 0, "weight_decay must be ≥ 0 (SRUM uses 0)")
-        _check(self.timestep_shift > 0, "timestep_shift must be positive (1.0 = no shift)")
+        _check(
+            self.timestep_shift is None or self.timestep_shift > 0,
+            "timestep_shift must be positive (1.0 = no shift) or None for the backend's own pre-training shift",
+        )
         _check(0.0 <= self.cond_dropout < 1.0, "cond_dropout must lie in [0, 1) (SRUM keeps 0.1 for CFG)")
 
     @property

@@ -130,7 +130,7 @@ def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
         f"| training | {'LoRA rank ' + str(training['lora_rank']) if lora else 'full fine-tuning'}, {training['steps']} "
         f"steps, lr {training['lr']}, batch {training['batch_size']}, warm-up {training['warmup_steps']}, AdamW "
         f"({training['beta1']}, {training['beta2']}, eps {training['eps']}), grad clip {training['grad_clip']}, "
-        f"timestep shift {training['timestep_shift']}, prompt dropout {training['cond_dropout']} |",
+        f"timestep shift {training.get('timestep_shift') or 'backend default'}, prompt dropout {training['cond_dropout']} |",
         "",
         "Global judge question template:",
         "",

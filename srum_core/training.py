@@ -368,7 +368,7 @@ def _loss_kwargs(backend: Any, config: TrainingConfig) -> dict[str, Any]:
     """The training knobs the backend's ``token_losses`` accepts (the protocol requires only ``generator``)."""
     params = inspect.signature(backend.token_losses).parameters
     wanted = {"timestep_shift": config.timestep_shift, "cond_dropout": config.cond_dropout, "config": config}
-    return {k: v for k, v in wanted.items() if k in params}
+    return {k: v for k, v in wanted.items() if k in params and v is not None}
 
 
 def batch_order(n: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:

@@ -171,3 +171,19 @@ def test_cancel_stops_between_steps():
     cancel.set()
     with pytest.raises(T.Cancelled):
         T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config, cancel=cancel)
+
+
+def test_unset_timestep_shift_keeps_the_backends_own_default():
+    seen = {}
+
+    class Recording(FakeBackend):
+        def token_losses(self, samples, generator=None, timestep_shift=2.5, cond_dropout=0.0):
+            seen.update(timestep_shift=timestep_shift)
+            return super().token_losses(samples, generator, timestep_shift, cond_dropout)
+
+    backend = Recording()
+    config = TrainingConfig(steps=1)
+    assert config.timestep_shift is None
+    T.attach_adapter(backend, config)
+    T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config)
+    assert seen == {"timestep_shift": 2.5}

@@ -117,7 +117,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--full-finetune", action="store_true", help="train every parameter instead of LoRA")
     p.add_argument("--train-batch-size", type=int, default=8, help="images per optimiser step (default 8)")
     p.add_argument("--warmup-steps", type=int, default=2, help="linear warm-up steps (default 2)")
-    p.add_argument("--timestep-shift", type=float, default=1.0, help="logit-normal timestep shift (default 1.0)")
+    p.add_argument(
+        "--timestep-shift",
+        type=float,
+        default=None,
+        help="logit-normal timestep shift (default: the backend's own pre-training shift; SRUM's scripts use 1.0)",
+    )
     p.add_argument("--box-source", default=None, help="region proposer by name (default: the backend's first)")
     p.add_argument("--region-view", default="crop", help="how the judge sees a region: crop, coords or boxes")
     p.add_argument("--max-regions", type=int, default=10, help="regions judged per image (default 10)")
