@@ -16,16 +16,10 @@ BACKENDS = ("sandbox", "janus-pro-1b", "janus-pro-7b", "janus:<hub id or local f
 
 
 def load_backend(name: str, device: str = "auto") -> Any:
-    """The named backend with its weights loaded (once per process)."""
-    if name == "sandbox":
-        from srum_core.backends.sandbox import load_sandbox
+    """The named backend with its weights loaded (once per process); see :mod:`srum_core.backends`."""
+    from srum_core.backends import load_backend as load
 
-        return load_sandbox(device=device)
-    if name.lower().startswith("janus"):
-        from srum_core.backends.janus import load_janus
-
-        return load_janus(name.split(":", 1)[1] if name.startswith("janus:") else name, device=device)
-    raise ValueError(f"backend {name!r} is unknown; choose one of {', '.join(BACKENDS)}")
+    return load(name, device=device)
 
 
 def make_demo(backend: str = "sandbox", device: str = "auto", runs_root: str = "runs", max_queue: int = 16) -> Any:
@@ -59,6 +53,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     parser.add_argument("--runs-root", default="runs", help="folder holding run folders (default: ./runs)")
+    parser.add_argument(
+        "--allow-slow-cpu", action="store_true", help="start a full-size real model even without a GPU (very slow)"
+    )
     parser.add_argument("--max-queue", type=int, default=16, help="most events waiting in the shared queue")
     return parser.parse_args(argv)
 
@@ -66,6 +63,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from srum_core.backends import cpu_warning
+
+    warning = cpu_warning(args.backend, args.device)
+    if warning and not args.allow_slow_cpu:
+        # A full-size model on CPU would take minutes per image: say so instead of appearing to hang.
+        print(f"error: {warning}\nPass --allow-slow-cpu to start anyway.", file=sys.stderr)
+        raise SystemExit(2)
     try:
         demo = make_demo(args.backend, args.device, args.runs_root, args.max_queue)
     except (ValueError, OSError, RuntimeError) as err:

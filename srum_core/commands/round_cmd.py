@@ -17,25 +17,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..backends import BACKENDS
 from ..config import MAP_MODES
 from . import CliError
-
-BACKENDS = ("sandbox", "janus", "janus-pro-1b", "janus-pro-7b")
 
 
 def load_backend(name: str, device: str = "auto", model: str | None = None) -> Any:
     """The named backend, weights loaded (``model``: a local folder or hub id overriding the default weights)."""
-    if name == "sandbox":
-        from ..backends.sandbox import load_sandbox
+    from ..backends import load_backend as load
 
-        return load_sandbox(model, device=device)
-    if name in ("janus", "janus-pro-1b", "janus-pro-7b"):
-        from ..backends.janus import load_janus
-
-        if name == "janus" and not model:
-            raise CliError("--backend janus needs --model HUB_ID_OR_PATH (or use janus-pro-1b / janus-pro-7b)")
-        return load_janus(model or name, device=device)
-    raise CliError(f"backend {name!r} is unknown; choose one of {', '.join(BACKENDS)}")
+    try:
+        return load(name, device=device, model=model)
+    except ValueError as err:
+        raise CliError(str(err)) from err
 
 
 class TqdmProgress:
