@@ -160,12 +160,17 @@ def test_lora_targets_are_usable_by_peft(backend):
 
 
 @pytest.mark.skipif(not (DEFAULT_WEIGHTS / "config.json").is_file(), reason="shipped weights not present")
-def test_shipped_weights_draw_a_single_object_the_referee_accepts():
+def test_shipped_weights_draw_single_objects_the_referee_accepts():
     from srum_core.world.prompts import parse_prompt
-    from srum_core.world.referee import verify
+    from srum_core.world.referee import detect, verify
 
     b = load_sandbox(device="cpu")
     assert load_sandbox(device="cpu").model is b.model  # cached per process
-    prompt = "a red square"  # a training-split single object; seed 2 is one of the seeds the shipped model gets right
-    sample = b.generate([prompt], [2], GenerationConfig(steps=20, guidance=3.0))[0]
-    assert verify(sample.image, parse_prompt(prompt)).passed
+    prompt = "a red square"  # a training-split single object
+    samples = b.generate([prompt] * 8, list(range(8)), GenerationConfig(steps=20, guidance=3.0))
+    passed = sum(verify(s.image, parse_prompt(prompt)).passed for s in samples)
+    red = sum(any(d.color == "red" for d in detect(s.image)) for s in samples)
+    # The shipped model is weak (see its model card): it draws the asked colour nearly always and passes the
+    # referee on a minority of seeds. These floors catch a broken sampling path, not a quality target.
+    assert red >= 6, f"only {red}/8 images contain a red object"
+    assert passed >= 2, f"only {passed}/8 images pass the referee"
