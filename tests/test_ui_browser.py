@@ -96,7 +96,15 @@ def test_reward_breakdown_then_a_training_round(page):
     # Editing the global question re-scores the same image as soon as the edit is done.
     page.get_by_text("Judge and box source").click()
     template = page.locator("#inspect-global-template textarea")
-    template.fill('Is this image exactly "{prompt}"? Answer Yes or No.')
+    edited = 'Is this image exactly "{prompt}"? Answer Yes or No.'
+    # The accordion's textbox can still be re-rendering right after it opens (an edit then gets reset): type
+    # until the value sticks, let it commit, then leave the box (the blur event sends the committed value).
+    for _ in range(5):
+        template.fill(edited)
+        page.wait_for_timeout(400)
+        if template.input_value() == edited:
+            break
+    assert template.input_value() == edited
     template.blur()
     page.get_by_text("Raw judge text").click()
     page.wait_for_function(
