@@ -56,12 +56,11 @@ def test_generate_is_deterministic_and_batch_independent(backend):
     b = backend.generate(["a blue square", "a red circle"], [9, 3], GEN)
     assert np.array_equal(np.asarray(a[0].image), np.asarray(b[1].image))
     assert a[0].image.size == (64, 64) and a[0].seed == 3 and a[0].settings["steps"] == 3
-    # The payload is the patch tensor of the saved image, in [-1, 1].
+    # The payload is the token tensor of the saved image (re-encoded, as a trainer would encode it).
     arr = torch.from_numpy(np.array(a[0].image)).permute(2, 0, 1).float() / 127.5 - 1
-    from srum_core.tinyumm.model import patchify
-
-    assert a[0].payload.shape == (64, 192)
-    assert torch.allclose(a[0].payload, patchify(arr[None], 8)[0])
+    assert a[0].payload.shape == (64, backend.model.patch_dim)
+    with torch.no_grad():
+        assert torch.allclose(a[0].payload, backend.model.encode_images(arr[None])[0])
     with pytest.raises(ValueError, match="does not know"):
         backend.generate(["a red dog"], [0], GEN)
 

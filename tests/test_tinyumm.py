@@ -147,3 +147,43 @@ def test_tiny_training_end_to_end_is_reproducible(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     init = tiny_model()[0]  # the EMA weights moved away from a fresh init's zero velocity head
     assert float(wa["velocity_head.weight"].abs().sum()) > 0 == float(init.velocity_head.weight.detach().abs().sum())
+
+
+def test_tiny_training_trains_then_freezes_the_latent_codec(tmp_path):
+    from srum_core.tinyumm.train import TINY, train
+
+    summary = train(TINY, tmp_path / "m")
+    assert summary["codec_steps"] == TINY.codec_steps and np.isfinite(summary["codec_final"]["codec_loss"])
+    model = TinyUMM.from_pretrained(tmp_path / "m")
+    # The latent statistics were measured (not the identity defaults) and survive save/load as buffers.
+    assert not torch.equal(model.codec.latent_std, torch.ones(TINY.latent_channels))
+    # The trunk's optimiser never sees the codec: its parameters are exactly the rest.
+    n_codec = sum(p.numel() for p in model.codec.parameters())
+    assert sum(p.numel() for p in model.trunk_parameters()) == sum(p.numel() for p in model.parameters()) - n_codec
+    log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
+    assert any("codec_loss" in row for row in log) and any("gen_loss" in row for row in log)
+
+
+def test_latent_tokens_cover_the_same_pixels_as_patches():
+    tok = WordTokenizer(WORDS, max_len=8)
+    torch.manual_seed(0)
+    model = TinyUMM(vocab=list(tok.vocab), colors=["red"], shapes=["circle"], textures=["solid"], max_text_len=8,
+                    d_model=32, n_layers=1, n_heads=2, latent_channels=4, latent_width=8).eval()
+    assert model.patch_dim == 4 * 2 * 2  # an 8×8-pixel token is a 2×2 patch of the 4-channel, 1/4-size latent
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        tokens = model.encode_images(x)
+        y = model.decode_tokens(tokens)
+    assert tokens.shape == (2, 64, 16) and y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    # Locality: changing pixels in token (row 0, col 0) only can change only nearby tokens (conv receptive field),
+    # never a far corner one.
+    x2 = x.clone()
+    x2[:, :, :8, :8] = 1.0
+    with torch.no_grad():
+        t2 = model.encode_images(x2)
+    assert not torch.allclose(t2[:, 0], tokens[:, 0]) and torch.allclose(t2[:, 63], tokens[:, 63])
+    pixel = TinyUMM(vocab=list(tok.vocab), max_text_len=8, d_model=32, n_layers=1, n_heads=2, latent_channels=0)
+    assert pixel.codec is None and torch.equal(pixel.encode_images(x), patchify(x, 8))
+    assert torch.equal(pixel.decode_tokens(patchify(x, 8)), x.clamp(-1, 1))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        TinyUMM(vocab=list(tok.vocab), patch_size=6, image_size=60, latent_channels=4)

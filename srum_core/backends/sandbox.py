@@ -164,6 +164,15 @@ class SandboxBackend:
     def token_size(self) -> int:
         return int(self.model.config.patch_size)
 
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @torch.no_grad()
+    def _tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, S, S)`` in [-1, 1] → the trunk's image tokens ``(B, N, P)`` (CPU float32)."""
+        return self.model.encode_images(images.to(self.device, self._dtype)).float().cpu()
+
     def token_grid(self, width: int, height: int) -> tuple[int, int]:
         if (width, height) != self.image_size:
             raise ValueError(f"the sandbox model works on {self.image_size[0]}x{self.image_size[1]} images, got {width}x{height}")
@@ -194,7 +203,7 @@ class SandboxBackend:
         from PIL import Image
 
         from ..tinyumm.data import image_to_tensor, tensor_to_uint8
-        from ..tinyumm.model import patchify, sample_patches, unpatchify
+        from ..tinyumm.model import sample_patches
 
         prompts, seeds = list(prompts), [int(s) for s in seeds]
         for p in prompts:
@@ -208,12 +217,13 @@ class SandboxBackend:
             self.model, self.tokenizer, prompts, seeds, config.steps, config.guidance, chunk=SAMPLING_CHUNK,
             callback=report,
         )
-        arrays = tensor_to_uint8(unpatchify(patches, self.token_size, self.image_size[0]))
+        with torch.no_grad():
+            arrays = tensor_to_uint8(self.model.decode_tokens(patches.to(self.device, self._dtype)).float())
         settings = {"steps": config.steps, "guidance": config.guidance, "sampler": "flow-euler", "backend": self.name}
         samples = []
         for prompt, seed, arr in zip(prompts, seeds, arrays):
             image = Image.fromarray(arr, "RGB")
-            payload = patchify(image_to_tensor([arr]), self.token_size)[0]
+            payload = self._tokens(image_to_tensor([arr]))[0]
             samples.append(Sample(prompt=prompt, seed=seed, image=image, payload=payload, settings=dict(settings)))
         return samples
 
@@ -232,7 +242,7 @@ class SandboxBackend:
         ``self.timestep_shift``. ``generator``: a CPU ``torch.Generator`` for t, ε and the dropout draws.
         """
         from ..tinyumm.data import image_to_tensor
-        from ..tinyumm.model import flow_timesteps, patchify
+        from ..tinyumm.model import flow_timesteps
 
         if not samples:
             raise ValueError("token_losses needs at least one sample")
@@ -240,7 +250,7 @@ class SandboxBackend:
         drop_p = self.cond_dropout if cond_dropout is None else float(cond_dropout)
         x0 = torch.stack([
             torch.as_tensor(s.payload, dtype=torch.float32) if s.payload is not None
-            else patchify(image_to_tensor([s.image]), self.token_size)[0]
+            else self._tokens(image_to_tensor([s.image]))[0]
             for s in samples
         ])
         b = x0.shape[0]
@@ -266,13 +276,11 @@ class SandboxBackend:
 
     @torch.no_grad()
     def _read_tensor(self, images: torch.Tensor, prompts: list[str]) -> list[PatchReading]:
-        from ..tinyumm.model import patchify
-
         ids, mask = self.tokenizer.encode(prompts)
         dev = self.device
         b = images.shape[0]
         out = self.model(
-            ids.to(dev), mask.to(dev), patchify(images, self.token_size).to(dev),
+            ids.to(dev), mask.to(dev), self._tokens(images).to(dev),
             torch.zeros(b, device=dev), torch.ones(b, dtype=torch.long, device=dev),
         )
         g = self.image_size[0] // self.token_size

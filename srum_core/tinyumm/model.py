@@ -114,11 +114,57 @@ class Block(nn.Module):
         return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), s2, c2))
 
 
+#: Spatial down-sampling of the latent codec (64×64 pixels → 16×16 latent cells).
+LATENT_DOWN = 4
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride, padding=1 if stride == 2 else (kernel - 1) // 2)
+
+
+class LatentCodec(nn.Module):
+    """A small convolutional autoencoder: ``(B, 3, S, S)`` ↔ ``(B, C, S/4, S/4)`` (the "small learned latent").
+
+    Pixel patches hold 192 values per token, which a 1-M-parameter trunk cannot denoise into clean edges: its
+    per-patch errors show up as ragged, blocky shapes. The codec moves the flow onto 16 values per token, and its
+    convolutional decoder draws the smooth edges. It is trained first (reconstruction, with noise on the latent so
+    the decoder forgives an imperfect sample), then frozen; ``latent_mean``/``latent_std`` normalise the latent
+    per channel to unit scale, like the scaling factor of a latent-diffusion VAE.
+    """
+
+    def __init__(self, channels: int, latent_channels: int, width: int):
+        super().__init__()
+        w = width
+        self.encoder = nn.Sequential(
+            _conv(channels, w), nn.SiLU(), _conv(w, w, 4, 2), nn.SiLU(), _conv(w, 2 * w, 4, 2), nn.SiLU(),
+            _conv(2 * w, 2 * w), nn.SiLU(), nn.Conv2d(2 * w, latent_channels, 1),
+        )
+        self.decoder = nn.Sequential(
+            _conv(latent_channels, 2 * w), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU(),
+            nn.Upsample(scale_factor=2), _conv(2 * w, w), nn.SiLU(), nn.Upsample(scale_factor=2), _conv(w, w), nn.SiLU(),
+            _conv(w, channels),
+        )
+        self.register_buffer("latent_mean", torch.zeros(latent_channels))
+        self.register_buffer("latent_std", torch.ones(latent_channels))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised latent ``(B, C, S/4, S/4)`` of images in [-1, 1]."""
+        z = self.encoder(images)
+        return (z - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, S, S)`` (not clamped) from a normalised latent."""
+        return self.decoder(latent * self.latent_std[:, None, None] + self.latent_mean[:, None, None])
+
+
 class TinyUMM(ModelMixin, ConfigMixin):
     """The shared-trunk unified model. Saved/loaded as ``config.json`` + safetensors via diffusers.
 
     ``vocab``: the tokenizer's word list (specials first), stored in the config so a checkpoint is
     self-describing; ``colors``/``shapes``/``textures``: class names of the per-patch heads, in order.
+    ``latent_channels``: 0 → image tokens are raw pixel patches; ``C > 0`` → a :class:`LatentCodec` maps images
+    to a ``C``-channel latent at 1/4 resolution and a token is a ``patch/4 × patch/4`` patch of it. Either way
+    a token covers ``patch_size`` × ``patch_size`` pixels; use :meth:`encode_images` / :meth:`decode_tokens`.
     """
 
     config_name = "config.json"
@@ -141,6 +187,8 @@ class TinyUMM(ModelMixin, ConfigMixin):
         prediction: str = "x0",
         t_clip: float = 0.05,
         flow_shift: float = 3.0,
+        latent_channels: int = 0,
+        latent_width: int = 32,
     ):
         super().__init__()
         if d_model % n_heads:
@@ -149,10 +197,17 @@ class TinyUMM(ModelMixin, ConfigMixin):
             raise ValueError(f"prediction={prediction!r}: choose 'x0' (clean-patch head) or 'velocity'")
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}")
+        if latent_channels and patch_size % LATENT_DOWN:
+            raise ValueError(f"patch_size={patch_size} must be a multiple of {LATENT_DOWN} with a latent codec")
         d = d_model
         self.grid = image_size // patch_size
         self.n_patches = self.grid * self.grid
-        self.patch_dim = channels * patch_size * patch_size
+        if latent_channels:
+            self.codec = LatentCodec(channels, latent_channels, latent_width)
+            self.patch_dim = latent_channels * (patch_size // LATENT_DOWN) ** 2
+        else:
+            self.codec = None
+            self.patch_dim = channels * patch_size * patch_size
         self.text_embed = nn.Embedding(len(vocab), d)
         self.text_pos = nn.Parameter(torch.randn(max_text_len, d) * 0.02)
         self.ask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
@@ -177,6 +232,28 @@ class TinyUMM(ModelMixin, ConfigMixin):
         self.color_head = nn.Linear(d, len(colors))
         self.shape_head = nn.Linear(d, len(shapes))
         self.texture_head = nn.Linear(d, len(textures))
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` in [-1, 1] → image tokens ``(B, N, patch_dim)`` (what the trunk reads and generates)."""
+        cfg = self.config
+        if self.codec is None:
+            return patchify(images, cfg.patch_size)
+        return patchify(self.codec.encode(images), cfg.patch_size // LATENT_DOWN)
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Image tokens ``(B, N, patch_dim)`` → images ``(B, 3, S, S)`` clamped to [-1, 1]."""
+        cfg = self.config
+        if self.codec is None:
+            return unpatchify(tokens, cfg.patch_size, cfg.image_size, cfg.channels).clamp(-1, 1)
+        latent = unpatchify(
+            tokens, cfg.patch_size // LATENT_DOWN, cfg.image_size // LATENT_DOWN, cfg.latent_channels
+        )
+        return self.codec.decode(latent).clamp(-1, 1)
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the (separately trained, then frozen) latent codec's."""
+        codec = {id(p) for p in self.codec.parameters()} if self.codec is not None else set()
+        return [p for p in self.parameters() if id(p) not in codec]
 
     def forward(
         self,

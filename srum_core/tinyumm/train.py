@@ -39,12 +39,12 @@ logger = logging.getLogger(__name__)
 class TrainRunConfig:
     """Architecture and optimisation of one training run (the defaults are the shipped model's)."""
 
-    d_model: int = 128
-    n_layers: int = 4
+    d_model: int = 160
+    n_layers: int = 5
     n_heads: int = 4
     max_text_len: int = 18
     gen_batch: int = 32
-    und_batch: int = 12
+    und_batch: int = 32
     lr: float = 5e-4
     warmup_steps: int = 300
     weight_decay: float = 0.01
@@ -57,13 +57,24 @@ class TrainRunConfig:
     w_yes: float = 1.0
     w_patch: float = 0.25
     steps: int = 40_000
-    minutes: float = 38.0
+    minutes: float = 52.0
     save_every_min: float = 5.0
     log_every: int = 25
     seed: int = 0
-    threads: int = 1
+    threads: int = 2
     sample_steps: int = 20
     sample_guidance: float = 3.0
+    #: Latent codec (0 = raw pixel patches): channels and width, then its own short training phase.
+    latent_channels: int = 8
+    latent_width: int = 32
+    codec_steps: int = 3000
+    codec_batch: int = 24
+    codec_lr: float = 2e-3
+    #: Std of the noise added to the (unit-scale-ish) latent while training the codec: the decoder learns to
+    #: forgive the small errors of a generated latent.
+    codec_latent_noise: float = 0.1
+    #: Share of understanding images shown as the codec sees a generation: latent partially noised, decoded.
+    und_latent_p: float = 0.3
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Continue from these weights (a folder written by this script) instead of a fresh init (a second phase).
     init_from: str | None = None
@@ -79,12 +90,15 @@ class TrainRunConfig:
             raise ValueError("cond_dropout must lie in [0, 1)")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError("ema_decay must lie in (0, 1)")
+        if self.latent_channels < 0 or (self.latent_channels and self.codec_steps < 1):
+            raise ValueError("latent_channels must be ≥ 0, and a latent codec needs codec_steps ≥ 1")
 
 
 #: A few-second configuration for tests and smoke runs.
 TINY = TrainRunConfig(
     d_model=32, n_layers=2, n_heads=2, gen_batch=4, und_batch=4, warmup_steps=2, steps=6, minutes=1.0,
-    save_every_min=10.0, log_every=2, ema_decay=0.9, sample_steps=2,
+    save_every_min=10.0, log_every=2, ema_decay=0.9, sample_steps=2, latent_channels=4, latent_width=8,
+    codec_steps=3, codec_batch=4,
     pool=PoolConfig(size=12, refresh_per_step=1, val_fraction=0.25, n_prompts=40),
 )
 
@@ -99,9 +113,51 @@ def build_model(config: TrainRunConfig):
     model = TinyUMM(
         vocab=list(tokenizer.vocab), colors=list(colors), shapes=list(shapes), textures=list(textures),
         max_text_len=config.max_text_len, d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
-        flow_shift=config.timestep_shift,
+        flow_shift=config.timestep_shift, latent_channels=config.latent_channels, latent_width=config.latent_width,
     )
     return model, tokenizer
+
+
+def train_codec(model, pool: WorldPool, config: TrainRunConfig, gen: torch.Generator, log_path: Path | None = None) -> dict:
+    """Train ``model.codec`` on renders of training-split prompts, set its latent statistics, freeze it.
+
+    Loss: L1 + MSE reconstruction of ``decode(encode(x) + σ·ε)`` plus a small penalty keeping the latent
+    bounded; linear warm-up (``warmup_steps``), cosine decay, gradient clipping. Returns the last logged metrics.
+    """
+    codec = model.codec
+    codec.train().requires_grad_(True)
+    opt = torch.optim.AdamW(codec.parameters(), lr=config.codec_lr, weight_decay=0.0)
+    window: list[float] = []
+    metrics: dict = {}
+    t0 = time.monotonic()
+    for step in range(config.codec_steps):
+        warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+        for group in opt.param_groups:
+            group["lr"] = warm * config.codec_lr * 0.5 * (1 + np.cos(np.pi * step / config.codec_steps))
+        _, x = pool.generation_batch(config.codec_batch)
+        z = codec.encoder(x)
+        y = codec.decoder(z + config.codec_latent_noise * torch.randn(z.shape, generator=gen))
+        loss = (y - x).abs().mean() + F.mse_loss(y, x) + 1e-3 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), config.grad_clip)
+        opt.step()
+        pool.refresh()
+        window.append(float(loss.detach()))
+        if (step + 1) % (config.log_every * 4) == 0 or step + 1 == config.codec_steps:
+            metrics = {"codec_step": step + 1, "codec_loss": float(np.mean(window)), "elapsed_s": round(time.monotonic() - t0, 1)}
+            window = []
+            logger.info("codec %s", metrics)
+            if log_path is not None:
+                with log_path.open("a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+    with torch.no_grad():
+        _, x = pool.generation_batch(256)
+        z = codec.encoder(x)
+        codec.latent_mean.copy_(z.mean(dim=(0, 2, 3)))
+        codec.latent_std.copy_(z.std(dim=(0, 2, 3)).clamp(min=1e-3))
+    codec.eval().requires_grad_(False)
+    return metrics
 
 
 def _masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,14 +171,15 @@ def _masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen: torch.Generator) -> tuple:
     """One mixed batch → ``(total loss, metrics dict)``. Shapes in the comments: Bg generation, Bu understanding."""
-    from .model import flow_timesteps, patchify
+    from .model import flow_timesteps
 
     patch = model.config.patch_size
     bg, bu = config.gen_batch, config.und_batch
     texts_g, x0_img = pool.generation_batch(bg)
     drop = torch.rand(bg, generator=gen) < config.cond_dropout
     texts_g = ["" if d else s for s, d in zip(texts_g, drop.tolist())]
-    x0 = patchify(x0_img, patch)  # (Bg, N, P)
+    with torch.no_grad():
+        x0 = model.encode_images(x0_img)  # (Bg, N, P)
     t = flow_timesteps(bg, gen, config.timestep_shift)  # (Bg,)
     eps = torch.randn(x0.shape, generator=gen)
     xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
@@ -130,7 +187,16 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
 
     und = pool.understanding_batch(bu, patch, gen)
     ids, mask = tokenizer.encode(texts_g + und["texts"])
-    patches = torch.cat([xt, patchify(und["images"], patch)])
+    with torch.no_grad():
+        und_tokens = model.encode_images(und["images"])
+        if model.codec is not None and config.und_latent_p > 0:
+            # Some images as a generation would look: the latent slightly off, then decoded and re-read.
+            pick = torch.rand(bu, generator=gen) < config.und_latent_p
+            if bool(pick.any()):
+                tn = (0.02 + 0.2 * torch.rand(int(pick.sum()), generator=gen))[:, None, None]
+                noisy = (1 - tn) * und_tokens[pick] + tn * torch.randn(und_tokens[pick].shape, generator=gen)
+                und_tokens[pick] = model.encode_images(model.decode_tokens(noisy))
+    patches = torch.cat([xt, und_tokens])
     tt = torch.cat([t, torch.zeros(bu)])
     mode = torch.cat([torch.zeros(bg, dtype=torch.long), torch.ones(bu, dtype=torch.long)])
     out = model(ids, mask, patches, tt, mode)
@@ -174,10 +240,10 @@ def samples_grid(model, tokenizer, prompts: list[str], seeds: list[int], steps: 
     """A 4-column PIL grid of generations (64 px each, 2 px gaps)."""
     from PIL import Image
 
-    from .model import sample_patches, unpatchify
+    from .model import sample_patches
 
     patches = sample_patches(model, tokenizer, prompts, seeds, steps, guidance)
-    imgs = tensor_to_uint8(unpatchify(patches, model.config.patch_size, model.config.image_size))
+    imgs = tensor_to_uint8(model.decode_tokens(patches))
     s, cols = model.config.image_size, 4
     rows = (len(imgs) + cols - 1) // cols
     grid = Image.new("RGB", (cols * (s + 2) + 2, rows * (s + 2) + 2), (255, 255, 255))
@@ -229,11 +295,20 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
         prev_path = Path(config.init_from) / "train_summary.json"
         previous = json.loads(prev_path.read_text()) if prev_path.is_file() else None
     n_params = sum(p.numel() for p in model.parameters())
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay)
     (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
     log_path = out / "train_log.jsonl"
     log_path.write_text("")
+    codec_metrics: dict = {}
+    codec_s = 0.0
+    if model.codec is not None and config.init_from is None:
+        c0 = time.monotonic()
+        codec_metrics = train_codec(model, pool, config, gen, log_path)
+        codec_s = time.monotonic() - c0
+    elif model.codec is not None:
+        model.codec.eval().requires_grad_(False)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    trunk = model.trunk_parameters()
+    opt = torch.optim.AdamW(trunk, lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay)
     t0 = time.monotonic()
     last_save = t0
     step = 0
@@ -247,7 +322,7 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
         loss, m = training_step(model, tokenizer, pool, config, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trunk, config.grad_clip)
         opt.step()
         # Warm EMA start: the decay ramps up so early checkpoints are not dominated by the random init.
         decay = min(config.ema_decay, (1 + step) / (10 + step))
@@ -278,6 +353,8 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
     grid.save(out / "samples.png")
     summary = {
         "steps": step, "train_seconds": round(train_s, 1), "parameters": n_params,
+        "codec_steps": config.codec_steps if codec_metrics else 0, "codec_seconds": round(codec_s, 1),
+        "codec_final": codec_metrics,
         "images_seen_generation": step * config.gen_batch, "images_seen_understanding": step * config.und_batch,
         "final_metrics": metrics, "sample_prompts": prompts, "init_from": config.init_from, "previous": previous,
     }
@@ -293,7 +370,7 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         "# tiny-umm: the SRUM Workbench sandbox model",
         "",
         "A tiny unified multimodal model: ONE transformer trunk that both generates 64×64 images of the",
-        "synthetic shapes world (rectified flow over 8×8-pixel patches, 64 tokens) and understands them (yes/no",
+        "synthetic shapes world (rectified flow over 64 image tokens, each covering 8×8 pixels) and understands them (yes/no",
         "judgement of image vs prompt, per-patch object / colour / shape / texture heads used for",
         "self-grounding and naming regions). Pure PyTorch; saved with diffusers `ModelMixin` (config.json +",
         "safetensors). Trained from scratch on a CPU by `python -m srum_core.tinyumm.train`.",
@@ -303,7 +380,20 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         f"  {config.n_layers} pre-norm blocks, d_model {config.d_model}, {config.n_heads} heads, MLP ×4,",
         "  adaLN-Zero conditioning on (flow time t, mode generate/understand, pooled prompt);",
         f"- {summary.get('parameters', 0) / 1e6:.2f} M parameters (EMA weights shipped);",
-        "- heads: velocity (patch 192 values), yes logit on `<ask>`, per-patch object / colour / shape / texture.",
+        "- heads: velocity / x0 (one token's values), yes logit on `<ask>`, per-patch object / colour / shape / texture;",
+    ]
+    if config.latent_channels:
+        lines += [
+            f"- image tokens live in a small learned latent: a convolutional autoencoder (width {config.latent_width})",
+            f"  maps 64×64×3 pixels to 16×16×{config.latent_channels}; a token is a 2×2 patch of it"
+            f" ({4 * config.latent_channels} values, against 192 for a raw 8×8 pixel patch). It is trained first"
+            f" ({summary.get('codec_steps')} steps, {summary.get('codec_seconds')} s; L1 + MSE reconstruction with"
+            f" noise σ={config.codec_latent_noise} on the latent), then frozen; every image the trunk reads or draws"
+            " passes through it.",
+        ]
+    else:
+        lines += ["- image tokens are raw 8×8 pixel patches (192 values each)."]
+    lines += [
         "",
         "## Data",
         "- procedurally rendered scenes from `srum_core.world` (prompt grammar, renderer, `perturb_spec`);",
@@ -312,7 +402,8 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         "  prompts): like a UMM whose understanding data is broader than its generation data, which is the gap",
         "  SRUM exploits. Negatives for yes/no are renders of `perturb_spec` near misses under the original text;",
         "- understanding images are degraded at random (Gaussian blur, noise, partially-noised x_t at t ≤ 0.35,",
-        "  brightness shifts) and 30% are object crops resized to 64×64 (the judge's crop view).",
+        "  brightness shifts) and 30% are object crops resized to 64×64 (the judge's crop view); with the latent",
+        f"  codec, {config.und_latent_p:.0%} more are shown as a generation would look (latent partly noised, decoded).",
         "",
         "## Training",
         f"- {summary.get('steps')} steps in {summary.get('train_seconds')} s on {config.threads} CPU threads; "
@@ -364,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget for the optimisation loop")
     parser.add_argument("--steps", type=int, default=None, help="maximum optimiser steps (the run stops at either)")
     parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (world, noise, init)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1: robust when the cores are shared)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
     parser.add_argument("--tiny", action="store_true", help="a few-second toy configuration (tests, smoke runs)")
     parser.add_argument("--force", action="store_true", help="write into --out even if it already holds weights")
     parser.add_argument("--init-from", default=None, help="continue from the weights in this folder (second phase)")
