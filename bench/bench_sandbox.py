@@ -4,7 +4,8 @@
 
 Prints each number (and writes them as JSON with ``--json PATH``):
 1. judge quality on the model's OWN generations of validation prompts: agreement with the referee of
-   - the global yes/no (``g > 0``) with the referee's verdict;
+   - the global yes/no (``g > 0``) with the referee's verdict, for the default grounded judge and, for
+     comparison, for the ``<ask>`` head alone;
    - the per-object yes/no (region score > 0, crop view, on the referee's detected boxes) with "this detection
      is an object the prompt asks for (colour, shape, texture, size as far as the prompt fixes them)";
 2. base generation accuracy (referee pass rate) per category on validation prompts;
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                      "load_seconds": round(load_s, 2),
                "import_seconds": round(import_s, 2), "categories": {}}
 
-    g_agree, g_total, o_agree, o_total = 0, 0, 0, 0
+    g_agree, g_total, o_agree, o_total, ask_agree = 0, 0, 0, 0, 0
     g_confusion = {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
     all_pass, all_n = 0, 0
     for cat in CATEGORIES:
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 sample.image.save(args.save_images / f"{cat}_{i:03d}.png")
             verdict = verify(sample.image, spec)
             passed += verdict.passed
+            backend.global_judge = "ask"
+            ask_agree += (backend.judge_global(sample.image, spec.text, judge).score > 0) == verdict.passed
+            backend.global_judge = "grounded"
             g = backend.judge_global(sample.image, spec.text, judge)
             says_yes = g.score > 0
             cat_g_agree += says_yes == verdict.passed
@@ -141,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     results["referee_accuracy_overall"] = all_pass / all_n
     results["global_judge_agreement"] = g_agree / g_total
     results["global_judge_confusion"] = g_confusion
+    results["ask_head_agreement"] = ask_agree / g_total
     results["object_judge_agreement"] = o_agree / max(1, o_total)
     results["object_judgements"] = o_total
     print(f"overall referee accuracy {all_pass / all_n:.1%}")
-    print(f"global judge agrees with referee: {g_agree / g_total:.1%} ({g_total} images; {g_confusion})")
+    print(f"global judge (grounded) agrees with referee: {g_agree / g_total:.1%} ({g_total} images; {g_confusion})")
+    print(f"  its <ask> head alone (global_judge='ask') agrees: {ask_agree / g_total:.1%}")
     print(f"per-object judge agrees with referee: {o_agree / max(1, o_total):.1%} ({o_total} referee detections)")
 
     # Speed: a batch of 16 images generated and scored; FLOPs counted in a separate, untimed pass.
@@ -204,6 +210,9 @@ def measured_markdown(results: dict) -> str:
         f"- per-object judge (crop view, on the referee's detected boxes) agrees with the referee on "
         f"{results['object_judge_agreement']:.1%} of {results['object_judgements']} objects;",
         f"- global judge confusion (t/f = agrees/disagrees, p/n = said yes/no): {results['global_judge_confusion']};",
+        "- the global judge is the default `grounded` one (the `<ask>` head's P(yes), lowered for each failed check of"
+        " the model's own findings against the prompt); the `<ask>` head alone agrees on "
+        f"{results.get('ask_head_agreement', float('nan')):.1%};",
         f"- speed: generate 16 images {sp['generate_seconds']} s + score them (global, self-grounding, regions) "
         f"{sp['score_seconds']} s = {sp['total_seconds']} s; {sp['gflop']} GFLOP → {sp['achieved_gflops']} GFLOP/s ="
         f" {sp['fraction_of_matmul']:.1%} of the fp32 matmul rate measured in the same run "

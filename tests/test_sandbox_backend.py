@@ -83,7 +83,11 @@ def test_token_losses_shape_grad_and_seeding(backend):
 
 def test_judge_global_scores_and_transcript(backend):
     img = backend.generate(["a red circle"], [0], GEN)[0].image
-    g = backend.judge_global(img, "a red circle", JudgeConfig())
+    backend.global_judge = "ask"  # the <ask> head alone (the grounded default is tested below)
+    try:
+        g = backend.judge_global(img, "a red circle", JudgeConfig())
+    finally:
+        backend.global_judge = "grounded"
     p = backend.read([img], ["a red circle"])[0].p_yes
     assert g.score == pytest.approx(2 * p - 1) and -1 <= g.score <= 1
     assert g.parse_status == "ok" and "a red circle" in g.question
@@ -173,3 +177,41 @@ def test_shipped_weights_draw_single_objects_the_referee_accepts():
     # referee on a minority of seeds. These floors catch a broken sampling path, not a quality target.
     assert red >= 6, f"only {red}/8 images contain a red object"
     assert passed >= 2, f"only {passed}/8 images pass the referee"
+
+
+def test_grounded_checks_read_the_prompt_against_the_models_own_findings():
+    from srum_core.backends.sandbox import Grounded, grounded_checks
+    from srum_core.world.prompts import parse_prompt
+
+    red_left = Grounded("red", "circle", "solid", (0, 24, 16, 40), 0.9)
+    blue_right = Grounded("blue", "square", "solid", (40, 24, 56, 40), 0.9)
+    spatial = parse_prompt("a red circle to the left of a blue square")
+    assert all(grounded_checks([red_left, blue_right], spatial).values())
+    swapped = grounded_checks([Grounded("red", "circle", "solid", blue_right.box, 0.9),
+                               Grounded("blue", "square", "solid", red_left.box, 0.9)], spatial)
+    assert [k for k, ok in swapped.items() if not ok] == ["a red circle left of a blue square"]
+    extra = grounded_checks([red_left, blue_right, Grounded("green", "triangle", "solid", (0, 0, 8, 8), 0.8)], spatial)
+    assert [k for k, ok in extra.items() if not ok] == ["nothing else (also green triangle)"]
+    count = grounded_checks([Grounded("green", "square", "solid", (0, 0, 8, 8), 0.9)], parse_prompt("two green squares"))
+    assert count == {"two green squares (found 1)": False, "nothing else": True}
+
+
+def test_grounded_global_judge_only_lowers_the_ask_head_and_explains_why(backend):
+    image = backend.generate(["a red circle"], [0], GEN)[0].image
+    judge = JudgeConfig()
+    try:
+        backend.global_judge = "ask"
+        ask = backend.judge_global(image, "a red circle", judge)
+        backend.global_judge = "grounded"
+        grounded = backend.judge_global(image, "a red circle", judge)
+    finally:
+        backend.global_judge = "grounded"
+    assert grounded.score <= ask.score
+    found = backend.ground(image, "a red circle")
+    from srum_core.backends.sandbox import FAILED_CHECK_FACTOR, grounded_checks
+    from srum_core.world.prompts import parse_prompt
+
+    n_failed = sum(not ok for ok in grounded_checks(found, parse_prompt("a red circle")).values())
+    p_ask = (ask.score + 1) / 2
+    assert grounded.score == pytest.approx(2 * p_ask * FAILED_CHECK_FACTOR**n_failed - 1, abs=1e-6)
+    assert ("Failed checks" in grounded.reason) == (n_failed > 0) and "Checks:" in grounded.raw_text

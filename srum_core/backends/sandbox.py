@@ -4,10 +4,13 @@ Implements :class:`srum_core.protocol.UnifiedModel`:
 
 - ``generate``: rectified-flow Euler sampling with classifier-free guidance; noise per image from its own
   seeded CPU generator, model run on fixed-size chunks, so an image depends only on (prompt, seed, settings).
-  ``Sample.payload`` is the ``(64, 192)`` patch tensor of the saved (uint8-quantised) image in [-1, 1], so a
-  sample re-read from disk trains exactly like a fresh one.
-- ``judge_global``: ``g = 2·P(yes) - 1`` from the ``<ask>`` head given the prompt; the reason lists what the
-  model's own per-patch heads found where (never the referee).
+  ``Sample.payload`` is the ``(64, P)`` token tensor of the saved (uint8-quantised) image (encoded by the
+  model's latent codec, or raw pixel patches for a codec-less model), so a sample re-read from disk trains exactly
+  like a fresh one.
+- ``judge_global``: ``g = 2p - 1``. By default (``global_judge = "grounded"``) the model lists what its own
+  per-patch heads found where, checks that list against the prompt (counts, textures, relation, nothing extra:
+  :func:`grounded_checks`) and lowers the ``<ask>`` head's P(yes) for each failed check; ``"ask"`` uses P(yes)
+  alone. The reason gives the findings and the failed checks (never the referee).
 - ``judge_regions``: the region is shown as a crop resized to 64×64 (``region_view="crop"``) or as a mask on
   the 8×8 patch grid of the full image (``"coords"``; ``"boxes"`` maps to ``"coords"`` for this model, which
   cannot read drawn boxes). The object name comes from the colour/shape/texture heads pooled over the region
@@ -17,7 +20,7 @@ Implements :class:`srum_core.protocol.UnifiedModel`:
   model's own.
 - ``box_sources``: ``self-grounding`` (connected components of same-label patches of the model's own
   object/colour/shape heads) first, then the class-agnostic ``segmenter``.
-- ``token_losses``: per-token velocity squared error (mean over the 192 values of a patch), ``(B, 64)``.
+- ``token_losses``: per-token velocity squared error (mean over a token's values), ``(B, 64)``.
 
 Nothing loads at import; :func:`load_sandbox` caches weights per (path, device) for the process.
 """
@@ -111,6 +114,53 @@ def _where(box: tuple[int, int, int, int], size: int) -> str:
     return f"{vert} {horiz}" if (horiz, vert) != ("centre", "middle") else "centre"
 
 
+#: Each failed check on the model's own findings multiplies P(yes) by this in the grounded global judge.
+FAILED_CHECK_FACTOR = 0.15
+GLOBAL_JUDGES = ("grounded", "ask")
+
+
+def _wanted(found: Grounded, obj) -> bool:
+    return found.shape == obj.shape and (obj.color is None or found.color == obj.color)
+
+
+def grounded_checks(found: Sequence[Grounded], spec) -> dict[str, bool]:
+    """The prompt's demands checked against the model's own findings (its self-grounding list).
+
+    Per requested object: the count of found objects of that colour and shape equals the count asked for, and
+    their texture is the one asked for (if any); the relation (if any) holds between the box centres of every
+    subject/object pair (the offset along the relation's axis is positive and larger than across it); nothing
+    was found that the prompt does not ask for. Size is not checked (the per-patch heads do not predict it).
+    Pure: ``found`` and a :class:`~srum_core.world.spec.PromptSpec` in, ``{check: passed}`` out.
+    """
+    checks: dict[str, bool] = {}
+    groups = []
+    used: set[int] = set()
+    for obj in spec.objects:
+        idx = [i for i, f in enumerate(found) if _wanted(f, obj)]
+        used.update(idx)
+        group = [found[i] for i in idx]
+        groups.append(group)
+        checks[f"{obj.phrase} (found {len(group)})"] = len(group) == obj.count
+        if obj.texture is not None:
+            checks[f"{obj.texture} {obj.phrase}"] = bool(group) and all(f.texture == obj.texture for f in group)
+    if spec.relation is not None:
+        s_i, rel, o_i = spec.relation
+        ok = bool(groups[s_i]) and bool(groups[o_i])
+        for a in groups[s_i]:
+            for b in groups[o_i]:
+                ax, ay = (a.box[0] + a.box[2]) / 2, (a.box[1] + a.box[3]) / 2
+                bx, by = (b.box[0] + b.box[2]) / 2, (b.box[1] + b.box[3]) / 2
+                along, across = {
+                    "left of": (bx - ax, by - ay), "right of": (ax - bx, by - ay),
+                    "above": (by - ay, bx - ax), "below": (ay - by, bx - ax),
+                }[rel]
+                ok = ok and along > 0 and along > abs(across)
+        checks[f"{spec.objects[s_i].phrase} {rel} {spec.objects[o_i].phrase}"] = ok
+    extra = [f.name for i, f in enumerate(found) if i not in used]
+    checks["nothing else" + (f" (also {', '.join(extra)})" if extra else "")] = not extra
+    return checks
+
+
 class SelfGrounding:
     """Boxes from the model's own per-patch heads: patches with P(object) > 0.5, grouped into 4-connected
     components of the same (colour, shape) argmax label; each component's patch-aligned box, most confident
@@ -139,6 +189,8 @@ class SandboxBackend:
         #: Timestep shift and prompt dropout used by :meth:`token_losses` (a trainer may set them).
         self.timestep_shift: float = float(getattr(model.config, "flow_shift", 1.0))
         self.cond_dropout: float = 0.1
+        #: How :meth:`judge_global` decides: ``"grounded"`` (ask head × checks on its own findings) or ``"ask"``.
+        self.global_judge: str = "grounded"
 
     # ----------------------------------------------------------------------------------------------- set-up
     @classmethod
@@ -337,17 +389,33 @@ class SandboxBackend:
         return found
 
     def judge_global(self, image: Any, prompt: str, config: JudgeConfig) -> GlobalJudgement:
-        """``g = 2·P(yes) - 1``; the reason lists the model's own detections."""
+        """``g = 2p - 1``. ``global_judge="ask"``: ``p = P(yes)`` of the ``<ask>`` head alone. ``"grounded"``
+        (default): the model first lists what its own heads found where (self-grounding), checks that list
+        against the prompt (:func:`grounded_checks`), and ``p = P(yes) · FAILED_CHECK_FACTOR^(failed checks)``.
+        The reason is the model's own findings and checks; the referee is never consulted."""
         reading = self.read([image], [prompt])[0]
         found = self.ground(image, prompt, reading)
         size = self.image_size[0]
         seen = "; ".join(f"a {f.name} ({_where(f.box, size)})" for f in found) or "no objects"
-        verdict = "matches" if reading.p_yes >= 0.5 else "does not match"
-        reason = f"I see {seen}. The image {verdict} the prompt (P(yes)={reading.p_yes:.2f})."
+        p = reading.p_yes
+        checks: dict[str, bool] = {}
+        if self.global_judge == "grounded":
+            from ..world.prompts import parse_prompt
+
+            spec = parse_prompt(prompt)
+            if spec is not None:
+                checks = grounded_checks(found, spec)
+                p = p * FAILED_CHECK_FACTOR ** sum(not ok for ok in checks.values())
+        failed = [k for k, ok in checks.items() if not ok]
+        verdict = "matches" if p >= 0.5 else "does not match"
+        why = (f" Failed checks: {'; '.join(failed)}." if failed else " All my checks pass.") if checks else ""
+        reason = f"I see {seen}.{why} The image {verdict} the prompt (P(yes)={reading.p_yes:.2f}, p={p:.2f})."
         question = config.global_template.format(prompt=prompt)
-        answer = "Yes" if reading.p_yes >= 0.5 else "No"
-        raw = f"Q: {question}\nA: {answer} (p={reading.p_yes:.2f})\nSeen: {seen}"
-        score = 2.0 * reading.p_yes - 1.0
+        answer = "Yes" if p >= 0.5 else "No"
+        raw = f"Q: {question}\nA: {answer} (p={p:.2f}, P(yes)={reading.p_yes:.2f})\nSeen: {seen}"
+        if checks:
+            raw += "\nChecks: " + "; ".join(f"{k}: {'ok' if ok else 'FAILED'}" for k, ok in checks.items())
+        score = 2.0 * p - 1.0
         return GlobalJudgement(score=score, reason=reason, raw_text=raw, parse_status="ok", raw_score=score,
                                question=question)
 
