@@ -445,6 +445,17 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
     ]
     for i, p in enumerate(summary.get("sample_prompts", [])):
         lines.append(f"{i}. {p}")
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- It misses the project's targets: single objects pass the referee on fewer than 80% of prompts, and",
+        "  compositional prompts (colour binding, spatial, counting, complex) mostly fail (numbers below).",
+        "- Its `<ask>` head alone says yes to most of its own images; the backend's default global judge checks",
+        "  the model's own findings against the prompt to compensate (see `srum_core/backends/sandbox.py`).",
+        "- Sizes (small/large) are not predicted by the per-patch heads, so no judge of this model checks them.",
+        "- Short SRUM or SFT rounds on its own samples have not improved it (see the project README's results).",
+    ]
     lines += ["", "## Measured metrics", "", measured or "Run `python bench/bench_sandbox.py` (numbers below when filled in).", ""]
     (out / "README.md").write_text("\n".join(lines))
 
