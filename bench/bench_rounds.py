@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gen-steps", type=int, default=None, help="sampling steps (default: GenerationConfig's)")
     p.add_argument("--eval-n-prompts", type=int, default=4, help="validation prompts per category")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="what to run")
+    p.add_argument("--all-rounds", action="store_true", help="run every variant (not only srum and sft) for --rounds")
     p.add_argument("--quick", action="store_true", help="tiny settings to check the bench runs")
     p.add_argument("--out", default="bench/out/rounds.json", help="where to write the JSON results")
     return p.parse_args(argv)
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[seed {seed}] base referee {referee_of(base):.3f} ({t_eval:.0f}s to evaluate)", flush=True)
             for name in args.variants:
                 mode, grid, lam, multi = VARIANTS[name]
-                rounds = args.rounds if multi else 1
+                rounds = args.rounds if multi or args.all_rounds else 1
                 previous = None
                 per_seed[name] = []
                 variant_start = time.perf_counter()
