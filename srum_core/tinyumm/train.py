@@ -1,8 +1,10 @@
 """Train TinyUMM from scratch on the synthetic world, on a CPU, in under an hour.
 
-    python -m srum_core.tinyumm.train --out assets/tiny-umm [--minutes 55] [--seed 0] [--tiny]
+    python -m srum_core.tinyumm.train --out assets/tiny-umm [--minutes 52] [--seed 0] [--tiny]
 
-One optimiser step trains both abilities of the one trunk on one mixed batch:
+First the latent codec (a small convolutional autoencoder, ``codec_steps`` steps, about 5 minutes) learns to
+map renders to a 16×16×8 latent and back; it is then frozen. After that, for ``--minutes``, one optimiser step
+trains both abilities of the one trunk on one mixed batch:
 - generation: rectified-flow velocity regression on renders of training-split prompts (10% prompt dropout
   for classifier-free guidance, logit-normal timesteps);
 - understanding: "does this image match the prompt?" (BCE on the ``<ask>`` token; negatives are renders of
@@ -463,7 +465,7 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srum_core.tinyumm.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder for config.json, safetensors, card, samples")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget for the optimisation loop")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget for the trunk's optimisation loop (the codec phase runs before it)")
     parser.add_argument("--steps", type=int, default=None, help="maximum optimiser steps (the run stops at either)")
     parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (world, noise, init)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
