@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if (out / "config.json").exists() and not args.force and args.init_from != args.out:
         parser.error(f"{out} already holds a model; pass --force to overwrite it")
     summary = train(config, out)
-    print(json.dumps({k: v for k, v in summary.items() if k != "sample_prompts"}, indent=2))
+    logger.info("summary %s", json.dumps({k: v for k, v in summary.items() if k != "sample_prompts"}, indent=2))
     return 0
 
 
