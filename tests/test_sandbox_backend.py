@@ -215,3 +215,40 @@ def test_grounded_global_judge_only_lowers_the_ask_head_and_explains_why(backend
     p_ask = (ask.score + 1) / 2
     assert grounded.score == pytest.approx(2 * p_ask * FAILED_CHECK_FACTOR**n_failed - 1, abs=1e-6)
     assert ("Failed checks" in grounded.reason) == (n_failed > 0) and "Checks:" in grounded.raw_text
+
+
+def test_grounded_checks_compare_sizes_only_when_the_model_predicts_them():
+    from srum_core.backends.sandbox import Grounded, grounded_checks
+    from srum_core.world.prompts import parse_prompt
+
+    spec = parse_prompt("a large red circle")
+    small = Grounded("red", "circle", "solid", (0, 0, 16, 16), 0.9, size="small")
+    large = Grounded("red", "circle", "solid", (0, 0, 16, 16), 0.9, size="large")
+    unsized = Grounded("red", "circle", "solid", (0, 0, 16, 16), 0.9)
+    assert grounded_checks([small], spec)["size of a large red circle"] is False
+    assert grounded_checks([large], spec)["size of a large red circle"] is True
+    assert not any(k.startswith("size") for k in grounded_checks([unsized], spec))
+    assert small.name == "small red circle" and unsized.name == "red circle"
+
+
+def test_region_judge_multiplies_p_yes_by_the_size_heads_probability(backend, monkeypatch):
+    """With a size head, P(yes | small) + P(yes | large) = P(yes | size left open); without one, size is ignored."""
+    obj = np.zeros((8, 8))
+    obj[1:4, 1:4] = 0.9
+    hand = reading(obj, np.zeros((8, 8), dtype=int), np.zeros((8, 8), dtype=int))  # red circles where obj > 0
+    sizes = np.zeros((8, 8, 2))
+    sizes[..., 0], sizes[..., 1] = 0.3, 0.7  # 30% small, 70% large everywhere
+    sized = PatchReading(hand.p_yes, hand.object, hand.color, hand.shape, hand.texture, sizes)
+    img = backend.generate(["a red circle"], [0], GEN)[0].image
+    region = [Region((8, 8, 32, 32), "user")]
+    for rd, small_share in ((sized, 0.3), (hand, 1.0)):
+        monkeypatch.setattr(backend, "_read_tensor", lambda images, prompts, rd=rd: [rd] * len(prompts))
+        for view in ("crop", "coords"):
+            p = {w: (backend.judge_regions(img, f"a {w}red circle", region, JudgeConfig(region_view=view))[0].score + 1) / 2
+                 for w in ("", "small ", "large ")}
+            assert p[""] > 0.5
+            assert p["small "] == pytest.approx(small_share * p[""], abs=1e-9)
+            if rd is sized:
+                assert p["small "] + p["large "] == pytest.approx(p[""], abs=1e-9)
+                named = backend.judge_regions(img, "a red circle", region, JudgeConfig(region_view=view))[0]
+                assert named.object_name == "large red circle"

@@ -187,3 +187,71 @@ def test_latent_tokens_cover_the_same_pixels_as_patches():
     assert torch.equal(pixel.decode_tokens(patchify(x, 8)), x.clamp(-1, 1))
     with pytest.raises(ValueError, match="multiple of 4"):
         TinyUMM(vocab=list(tok.vocab), patch_size=6, image_size=60, latent_channels=4)
+
+
+def test_learning_rate_warms_up_then_decays_by_cosine_to_the_floor():
+    from dataclasses import replace
+
+    from srum_core.tinyumm.train import TrainRunConfig, learning_rate
+
+    c = replace(TrainRunConfig(), lr=1e-3, warmup_steps=10, steps=110, lr_min_ratio=0.1)
+    lrs = [learning_rate(c, s) for s in range(120)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up to the peak
+    assert lrs[60] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # halfway through the cosine
+    assert lrs[110] == pytest.approx(1e-4) and lrs[119] == pytest.approx(1e-4)  # floor at and after `steps`
+    after = lrs[9:111]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+    with pytest.raises(ValueError, match="lr_min_ratio"):
+        replace(c, lr_min_ratio=1.5)
+
+
+def test_size_labels_come_from_the_fourth_attribute_and_are_ignored_on_crops():
+    ids = torch.zeros(1, 16, 16, dtype=torch.long)
+    ids[0, 0:8, 0:8] = 1
+    attrs = torch.full((1, 5, 4), IGNORE, dtype=torch.long)
+    attrs[0, 1] = torch.tensor([0, 1, 0, 1])
+    lab = patch_labels(ids, attrs, 8)
+    assert lab["size"].tolist() == [[1, IGNORE, IGNORE, IGNORE]]
+    assert "size" not in patch_labels(ids, attrs[..., :3], 8)  # three attributes: no size label, as before
+
+    from srum_core.tinyumm.data import PoolConfig, WorldPool
+
+    pool = WorldPool(PoolConfig(size=12, refresh_per_step=1, n_prompts=40), seed=0)
+    gen = torch.Generator().manual_seed(0)
+    full = pool.understanding_batch(16, 8, gen, crop_p=0.0)
+    assert bool((full["size"] != IGNORE).any()) and set(full["size"].unique().tolist()) <= {IGNORE, 0, 1}
+    assert torch.equal(full["size"] != IGNORE, full["color"] != IGNORE)  # every object patch has a size
+    crops = pool.understanding_batch(16, 8, gen, crop_p=1.0)
+    assert bool((crops["size"] == IGNORE).all()) and bool((crops["color"] != IGNORE).any())
+
+
+def test_size_head_is_optional_and_older_configs_load_without_it(tmp_path):
+    model, tok = tiny_model()
+    ids, mask = tok.encode(["a red circle"])
+    args = (ids, mask, torch.randn(1, 64, 192), torch.tensor([0.5]), torch.tensor([1]))
+    with torch.no_grad():
+        assert "size" not in model(*args) and model.size_head is None
+    sized = TinyUMM(vocab=list(tok.vocab), colors=["red"], shapes=["circle"], textures=["solid"], max_text_len=8,
+                    d_model=32, n_layers=2, n_heads=2, sizes=["small", "large"]).eval()
+    with torch.no_grad():
+        assert sized(*args)["size"].shape == (1, 64, 2)
+    sized.save_pretrained(tmp_path)
+    assert TinyUMM.from_pretrained(str(tmp_path)).config.sizes == ["small", "large"]
+
+
+def test_bf16_autocast_step_matches_float32_closely():
+    """The trunk trains under CPU bf16 autocast; attention stays float32 and the loss stays close to fp32's."""
+    model, tok = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(3)))
+    ids, mask = tok.encode(["a red circle", "a blue square"])
+    args = (ids, mask, torch.randn(2, 64, 192, generator=torch.Generator().manual_seed(4)), torch.tensor([0.5, 0.8]),
+            torch.tensor([0, 0]))
+    with torch.no_grad():
+        ref = model(*args)["velocity"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(*args)["velocity"].float()
+    assert low.shape == ref.shape and torch.isfinite(low).all()
+    assert float((low - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    assert not torch.equal(low, ref)  # the matmuls really ran in bf16

@@ -8,14 +8,15 @@ Implements :class:`srum_core.protocol.UnifiedModel`:
   model's latent codec, or raw pixel patches for a codec-less model), so a sample re-read from disk trains exactly
   like a fresh one.
 - ``judge_global``: ``g = 2p - 1``. By default (``global_judge = "grounded"``) the model lists what its own
-  per-patch heads found where, checks that list against the prompt (counts, textures, relation, nothing extra:
+  per-patch heads found where, checks that list against the prompt (counts, textures, sizes, relation, nothing extra:
   :func:`grounded_checks`) and lowers the ``<ask>`` head's P(yes) for each failed check; ``"ask"`` uses P(yes)
   alone. The reason gives the findings and the failed checks (never the referee).
 - ``judge_regions``: the region is shown as a crop resized to 64×64 (``region_view="crop"``) or as a mask on
   the 8×8 patch grid of the full image (``"coords"``; ``"boxes"`` maps to ``"coords"`` for this model, which
   cannot read drawn boxes). The object name comes from the colour/shape/texture heads pooled over the region
-  (weighted by objectness); ``P(yes) = P(object) · max_k P(colour_k) · P(shape_k) · P(texture_k)`` over the
-  prompt's requested objects (attributes the prompt leaves open count as 1). The prompt's object list is read
+  (weighted by objectness); ``P(yes) = P(object) · max_k P(colour_k) · P(shape_k) · P(texture_k) · P(size_k)``
+  over the prompt's requested objects (attributes the prompt leaves open count as 1; size comes from the size
+  head on the full image, pooled over the box, and counts as 1 for a model without one). The prompt's object list is read
   with the world grammar's exact parser (``srum_core.world.prompts.parse_prompt``); all visual evidence is the
   model's own.
 - ``box_sources``: ``self-grounding`` (connected components of same-label patches of the model's own
@@ -81,7 +82,8 @@ class PatchReading:
     """What the understanding path reads from one image given a prompt.
 
     ``p_yes``: P(image matches prompt); ``object``: ``(8, 8)`` P(object) per patch; ``color``/``shape``/
-    ``texture``: ``(8, 8, C)`` class probabilities per patch (rows top to bottom).
+    ``texture``: ``(8, 8, C)`` class probabilities per patch (rows top to bottom); ``size``: the same for
+    small / large, or None for a model without a size head.
     """
 
     p_yes: float
@@ -89,22 +91,25 @@ class PatchReading:
     color: np.ndarray
     shape: np.ndarray
     texture: np.ndarray
+    size: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Grounded:
-    """One object the model found on its own: label words, pixel box, confidence."""
+    """One object the model found on its own: label words, pixel box, confidence; ``size`` is None when the
+    model has no size head."""
 
     color: str
     shape: str
     texture: str
     box: tuple[int, int, int, int]
     confidence: float
+    size: str | None = None
 
     @property
     def name(self) -> str:
-        words = ([self.texture] if self.texture != "solid" else []) + [self.color, self.shape]
-        return " ".join(words)
+        words = ([self.size] if self.size else []) + ([self.texture] if self.texture != "solid" else [])
+        return " ".join(words + [self.color, self.shape])
 
 
 def _where(box: tuple[int, int, int, int], size: int) -> str:
@@ -127,9 +132,9 @@ def grounded_checks(found: Sequence[Grounded], spec) -> dict[str, bool]:
     """The prompt's demands checked against the model's own findings (its self-grounding list).
 
     Per requested object: the count of found objects of that colour and shape equals the count asked for, and
-    their texture is the one asked for (if any); the relation (if any) holds between the box centres of every
-    subject/object pair (the offset along the relation's axis is positive and larger than across it); nothing
-    was found that the prompt does not ask for. Size is not checked (the per-patch heads do not predict it).
+    their texture and size are the ones asked for (if any; size only when the model predicts it); the relation
+    (if any) holds between the box centres of every subject/object pair (the offset along the relation's axis is
+    positive and larger than across it); nothing was found that the prompt does not ask for.
     Pure: ``found`` and a :class:`~srum_core.world.spec.PromptSpec` in, ``{check: passed}`` out.
     """
     checks: dict[str, bool] = {}
@@ -143,6 +148,8 @@ def grounded_checks(found: Sequence[Grounded], spec) -> dict[str, bool]:
         checks[f"{obj.phrase} (found {len(group)})"] = len(group) == obj.count
         if obj.texture is not None:
             checks[f"{obj.texture} {obj.phrase}"] = bool(group) and all(f.texture == obj.texture for f in group)
+        if obj.size is not None and group and all(f.size is not None for f in group):
+            checks[f"size of {obj.phrase}"] = all(f.size == obj.size for f in group)
     if spec.relation is not None:
         s_i, rel, o_i = spec.relation
         ok = bool(groups[s_i]) and bool(groups[o_i])
@@ -341,7 +348,9 @@ class SandboxBackend:
         col = torch.softmax(out["color"], -1).float().cpu().numpy().reshape(b, g, g, -1)
         shp = torch.softmax(out["shape"], -1).float().cpu().numpy().reshape(b, g, g, -1)
         tex = torch.softmax(out["texture"], -1).float().cpu().numpy().reshape(b, g, g, -1)
-        return [PatchReading(float(p_yes[i]), obj[i], col[i], shp[i], tex[i]) for i in range(b)]
+        siz = torch.softmax(out["size"], -1).float().cpu().numpy().reshape(b, g, g, -1) if "size" in out else None
+        return [PatchReading(float(p_yes[i]), obj[i], col[i], shp[i], tex[i], None if siz is None else siz[i])
+                for i in range(b)]
 
     def _check_image(self, image: Any) -> np.ndarray:
         arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
@@ -381,10 +390,14 @@ class SandboxBackend:
                 col = (np.stack([r.color[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
                 shp = (np.stack([r.shape[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
                 tex = (np.stack([r.texture[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
+                size = None
+                if r.size is not None:
+                    siz = (np.stack([r.size[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
+                    size = cfg.sizes[int(siz.argmax())]
                 conf = float(w.mean() * col.max() * shp.max())
                 box = (min(xs) * ps, min(ys) * ps, (max(xs) + 1) * ps, (max(ys) + 1) * ps)
                 found.append(Grounded(cfg.colors[int(col.argmax())], cfg.shapes[int(shp.argmax())],
-                                      cfg.textures[int(tex.argmax())], box, conf))
+                                      cfg.textures[int(tex.argmax())], box, conf, size))
         found.sort(key=lambda f: -f.confidence)
         return found
 
@@ -439,14 +452,14 @@ class SandboxBackend:
         visible = [i for i, r in enumerate(clamped) if r.area > 0]
         full = image_to_tensor([arr])
         readings: dict[int, tuple[np.ndarray, PatchReading]] = {}
+        whole = self._read_tensor(full, [prompt])[0] if visible else None
         if view == "crop" and visible:
             crops = torch.stack([crop_resize(full[0], None, clamped[i].box, size)[0] for i in visible])
             for i, rd in zip(visible, self._read_tensor(crops, [prompt] * len(visible))):
                 readings[i] = (np.ones_like(rd.object), rd)  # the whole crop is the region
         elif visible:
-            rd = self._read_tensor(full, [prompt])[0]
             for i in visible:
-                readings[i] = (self._box_weights(clamped[i].box), rd)
+                readings[i] = (self._box_weights(clamped[i].box), whole)
         out = []
         for i, (region, cl) in enumerate(zip(regions, clamped)):
             region_text = f"region [{cl.box[0]}, {cl.box[1]}, {cl.box[2]}, {cl.box[3]}]"
@@ -457,7 +470,8 @@ class SandboxBackend:
                                            question=question, raw_text=f"Q: {question}\nA: (region not visible)"))
                 continue
             cover, rd = readings[i]
-            out.append(self._judge_one(region, region_text, cover, rd, spec, prompt, config))
+            sizes = self._size_probs(whole, clamped[i].box)
+            out.append(self._judge_one(region, region_text, cover, rd, spec, prompt, config, sizes))
         return out
 
     def _box_weights(self, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -468,7 +482,20 @@ class SandboxBackend:
         fy = np.clip(np.minimum(edges[1:], box[3]) - np.maximum(edges[:-1], box[1]), 0, ps) / ps
         return fy[:, None] * fx[None, :]
 
-    def _judge_one(self, region, region_text, cover, rd: PatchReading, spec, prompt, config) -> RegionJudgement:
+    def _size_probs(self, whole: PatchReading | None, box: tuple[int, int, int, int]) -> np.ndarray | None:
+        """Small / large probabilities of the object in ``box``, from the size head on the FULL image (a resized
+        crop shows no absolute size), pooled over the box's patches weighted by objectness; None without a
+        size head."""
+        if whole is None or whole.size is None:
+            return None
+        w = self._box_weights(box) * whole.object
+        if w.sum() <= 1e-6:
+            w = self._box_weights(box)
+        return (whole.size * (w / w.sum())[..., None]).sum((0, 1))
+
+    def _judge_one(
+        self, region, region_text, cover, rd: PatchReading, spec, prompt, config, sizes: np.ndarray | None = None
+    ) -> RegionJudgement:
         cfg = self.model.config
         w = cover * rd.object
         p_object = float((cover * rd.object).max())
@@ -479,7 +506,7 @@ class SandboxBackend:
         shp = (rd.shape * w[..., None]).sum((0, 1))
         tex = (rd.texture * w[..., None]).sum((0, 1))
         named = Grounded(cfg.colors[int(col.argmax())], cfg.shapes[int(shp.argmax())], cfg.textures[int(tex.argmax())],
-                         region.box, p_object)
+                         region.box, p_object, None if sizes is None else cfg.sizes[int(sizes.argmax())])
         best, best_phrase = 0.0, ""
         for obj in spec.objects:
             p = 1.0
@@ -488,6 +515,8 @@ class SandboxBackend:
             p *= float(shp[list(cfg.shapes).index(obj.shape)])
             if obj.texture is not None:
                 p *= float(tex[list(cfg.textures).index(obj.texture)])
+            if obj.size is not None and sizes is not None:
+                p *= float(sizes[list(cfg.sizes).index(obj.size)])
             if p > best:
                 best, best_phrase = p, obj.phrase
         p_yes = p_object * best

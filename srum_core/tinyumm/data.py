@@ -62,19 +62,22 @@ def object_id_map(scene) -> np.ndarray:
 
 
 def object_attributes(scene, colors: Sequence[str], shapes: Sequence[str], textures: Sequence[str]) -> np.ndarray:
-    """``(MAX_OBJECTS + 1, 3)`` int64 class ids ``[color, shape, texture]``; row 0 (background) is IGNORE."""
-    table = np.full((MAX_OBJECTS + 1, 3), IGNORE, dtype=np.int64)
+    """``(MAX_OBJECTS + 1, 4)`` int64 class ids ``[color, shape, texture, size]`` (size indexes
+    ``world.spec.SIZES``); row 0 (background) is IGNORE."""
+    table = np.full((MAX_OBJECTS + 1, 4), IGNORE, dtype=np.int64)
     for k, obj in enumerate(scene.objects):
-        table[k + 1] = (colors.index(obj.color), shapes.index(obj.shape), textures.index(obj.texture))
+        table[k + 1] = (colors.index(obj.color), shapes.index(obj.shape), textures.index(obj.texture),
+                        world_spec.SIZES.index(obj.size))
     return table
 
 
 def patch_labels(id_maps: torch.Tensor, attrs: torch.Tensor, patch: int) -> dict[str, torch.Tensor]:
     """Dense labels per patch from pixel object-id maps.
 
-    ``id_maps``: ``(B, S, S)`` long (0 background, k+1 object k); ``attrs``: ``(B, K+1, 3)`` long.
-    Returns ``object (B, N)`` float in {0, 1} and ``color``/``shape``/``texture`` ``(B, N)`` long with IGNORE on
-    background patches. N = (S / patch)², row-major.
+    ``id_maps``: ``(B, S, S)`` long (0 background, k+1 object k); ``attrs``: ``(B, K+1, A)`` long with A = 3
+    (colour, shape, texture) or 4 (… and size).
+    Returns ``object (B, N)`` float in {0, 1} and ``color``/``shape``/``texture`` (and ``size`` when A = 4)
+    ``(B, N)`` long with IGNORE on background patches. N = (S / patch)², row-major.
     """
     k1 = attrs.shape[1]
     onehot = F.one_hot(id_maps.long(), k1).permute(0, 3, 1, 2).float()  # B, K+1, S, S
@@ -82,9 +85,12 @@ def patch_labels(id_maps: torch.Tensor, attrs: torch.Tensor, patch: int) -> dict
     fg = 1.0 - cover[:, 0]
     best = cover[:, 1:].argmax(1) + 1  # B, N: the object covering most of the patch
     is_obj = fg >= OBJECT_COVERAGE
-    picked = torch.gather(attrs, 1, best[..., None].expand(-1, -1, 3))  # B, N, 3
+    picked = torch.gather(attrs, 1, best[..., None].expand(-1, -1, attrs.shape[-1]))  # B, N, A
     picked = torch.where(is_obj[..., None], picked, torch.full_like(picked, IGNORE))
-    return {"object": is_obj.float(), "color": picked[..., 0], "shape": picked[..., 1], "texture": picked[..., 2]}
+    out = {"object": is_obj.float(), "color": picked[..., 0], "shape": picked[..., 1], "texture": picked[..., 2]}
+    if attrs.shape[-1] > 3:
+        out["size"] = picked[..., 3]
+    return out
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -159,7 +165,7 @@ class WorldPool:
         m = config.size
         self.images = np.zeros((m, 2, size, size, 3), dtype=np.uint8)
         self.ids = np.zeros((m, 2, size, size), dtype=np.int8)
-        self.attrs = np.full((m, 2, MAX_OBJECTS + 1, 3), IGNORE, dtype=np.int64)
+        self.attrs = np.full((m, 2, MAX_OBJECTS + 1, 4), IGNORE, dtype=np.int64)
         self.texts: list[str] = [""] * m
         self.is_train = np.zeros(m, dtype=bool)
         self._next = 0
@@ -199,7 +205,8 @@ class WorldPool:
         Half positives (render of the prompt), half negatives: a render of a perturbed prompt under the original
         text, or (``easy_negative_p`` of them) another entry's positive render.
         A ``crop_p`` share are crops around one object, resized to the full input (the judge's crop view);
-        their yes label is ignored (``yes_mask`` 0) because a crop does not show the whole layout.
+        their yes label is ignored (``yes_mask`` 0) because a crop does not show the whole layout, and so is their
+        size label (a resized crop shows no absolute size).
         """
         pick = self.rng.integers(self.config.size, size=n)
         slot = (self.rng.random(n) < 0.5).astype(np.int64)  # 0 = positive, 1 = negative
@@ -213,6 +220,7 @@ class WorldPool:
         ids = torch.from_numpy(self.ids[source, img_slot].astype(np.int64))
         attrs = torch.from_numpy(self.attrs[source, img_slot])
         yes_mask = torch.ones(n)
+        cropped = torch.zeros(n, dtype=torch.bool)
         for row in range(n):
             if self.rng.random() >= crop_p:
                 continue
@@ -226,7 +234,10 @@ class WorldPool:
             box = crop_box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, self.size, self.rng)
             images[row], ids[row] = crop_resize(images[row], ids[row], box, self.size)
             yes_mask[row] = 0.0
+            cropped[row] = True
         labels = patch_labels(ids, attrs, patch)
+        if "size" in labels:
+            labels["size"][cropped] = IGNORE
         return {
             "texts": [self.texts[i] for i in pick],
             "images": degrade(images, gen),

@@ -81,7 +81,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.to_qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        # Attention itself always runs in float32: under CPU bf16 autocast (training) the projections gain from
+        # bf16 matmuls, but PyTorch's bf16 flash-attention backward on CPU is several times slower than fp32.
+        with torch.autocast(x.device.type, enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask)
         return self.to_out(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -161,7 +164,8 @@ class TinyUMM(ModelMixin, ConfigMixin):
     """The shared-trunk unified model. Saved/loaded as ``config.json`` + safetensors via diffusers.
 
     ``vocab``: the tokenizer's word list (specials first), stored in the config so a checkpoint is
-    self-describing; ``colors``/``shapes``/``textures``: class names of the per-patch heads, in order.
+    self-describing; ``colors``/``shapes``/``textures``/``sizes``: class names of the per-patch heads, in order
+    (empty ``sizes``: no size head, as in checkpoints written before it existed).
     ``latent_channels``: 0 → image tokens are raw pixel patches; ``C > 0`` → a :class:`LatentCodec` maps images
     to a ``C``-channel latent at 1/4 resolution and a token is a ``patch/4 × patch/4`` patch of it. Either way
     a token covers ``patch_size`` × ``patch_size`` pixels; use :meth:`encode_images` / :meth:`decode_tokens`.
@@ -189,6 +193,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
         flow_shift: float = 3.0,
         latent_channels: int = 0,
         latent_width: int = 32,
+        sizes: tuple[str, ...] | list[str] = (),
     ):
         super().__init__()
         if d_model % n_heads:
@@ -232,6 +237,8 @@ class TinyUMM(ModelMixin, ConfigMixin):
         self.color_head = nn.Linear(d, len(colors))
         self.shape_head = nn.Linear(d, len(shapes))
         self.texture_head = nn.Linear(d, len(textures))
+        # Per-patch size (small / large) of the object covering the patch; absent in older checkpoints.
+        self.size_head = nn.Linear(d, len(sizes)) if sizes else None
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` in [-1, 1] → image tokens ``(B, N, patch_dim)`` (what the trunk reads and generates)."""
@@ -266,7 +273,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
         """All heads at once (they are cheap next to the trunk).
 
         Returns ``velocity (B, N, P)`` (from the x0 head when ``prediction="x0"``), ``yes (B,)`` logit, ``object (B, N)`` logit, ``color (B, N, C)``,
-        ``shape (B, N, S)``, ``texture (B, N, T)`` logits.
+        ``shape (B, N, S)``, ``texture (B, N, T)`` logits, and ``size (B, N, Z)`` when the config names ``sizes``.
         """
         b, length = text_ids.shape
         text = self.text_embed(text_ids) + self.text_pos[:length]
@@ -293,7 +300,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
             velocity = (patches - head) / t.clamp(min=self.config.t_clip)[:, None, None].to(head.dtype)
         else:
             velocity = head
-        return {
+        out = {
             "velocity": velocity,
             "yes": self.yes_head(ask).squeeze(-1),
             "object": self.object_head(img_out).squeeze(-1),
@@ -301,6 +308,9 @@ class TinyUMM(ModelMixin, ConfigMixin):
             "shape": self.shape_head(img_out),
             "texture": self.texture_head(img_out),
         }
+        if self.size_head is not None:
+            out["size"] = self.size_head(img_out)
+        return out
 
 
 def flow_timesteps(batch: int, generator: torch.Generator | None, shift: float = 1.0) -> torch.Tensor:

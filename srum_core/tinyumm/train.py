@@ -1,20 +1,23 @@
 """Train TinyUMM from scratch on the synthetic world, on a CPU, in under an hour.
 
-    python -m srum_core.tinyumm.train --out assets/tiny-umm [--minutes 52] [--seed 0] [--tiny]
+    python -m srum_core.tinyumm.train --out assets/tiny-umm [--steps 8400] [--minutes 54] [--seed 0] [--tiny]
 
-First the latent codec (a small convolutional autoencoder, ``codec_steps`` steps, about 5 minutes) learns to
-map renders to a 16×16×8 latent and back; it is then frozen. After that, for ``--minutes``, one optimiser step
-trains both abilities of the one trunk on one mixed batch:
+First the latent codec (a small convolutional autoencoder, ``codec_steps`` steps, 5–8 minutes on 2 cores)
+learns to map renders to a 16×16×8 latent and back; it is then frozen. After that, for ``--steps`` optimiser
+steps (``--minutes`` is a safety stop on the trunk's loop), one step trains both abilities of the one trunk on
+one mixed batch:
 - generation: rectified-flow velocity regression on renders of training-split prompts (10% prompt dropout
   for classifier-free guidance, logit-normal timesteps);
 - understanding: "does this image match the prompt?" (BCE on the ``<ask>`` token; negatives are renders of
-  ``perturb_spec`` near misses) and per-patch object / colour / shape / texture labels, on degraded renders
-  and crops.
+  ``perturb_spec`` near misses) and per-patch object / colour / shape / texture / size labels, on degraded
+  renders and crops.
+The learning rate warms up, then follows a cosine to a tenth of its peak at ``--steps``; the trunk's matmuls
+run under bf16 autocast (``--no-bf16`` for float32).
 
 Reproducible: everything random flows from ``--seed`` (numpy for the world, a torch Generator for noise and
-timesteps). The step sequence is fixed by the seed; ``--minutes`` only decides where it stops. The EMA
-weights are saved every ``--save-every`` minutes (so a usable model exists if the run is stopped) and at the end,
-with a model card (README.md) and a ``samples.png`` grid.
+timesteps), and the learning-rate schedule is by step, so the step sequence is fixed by the seed; ``--minutes``
+only stops a run early on a slow machine. The EMA weights are saved every ``--save-every`` minutes (so a usable
+model exists if the run is stopped) and at the end, with a model card (README.md) and a ``samples.png`` grid.
 """
 
 from __future__ import annotations
@@ -49,6 +52,16 @@ class TrainRunConfig:
     und_batch: int = 32
     lr: float = 5e-4
     warmup_steps: int = 300
+    #: After warm-up the learning rate follows a cosine from ``lr`` down to ``lr_min_ratio · lr`` at ``steps``.
+    #: The schedule is by step, not by clock, so a run is the same step sequence on any machine; ``minutes``
+    #: is only a safety stop (``steps`` is chosen to end before it on the 2-core development machine).
+    lr_min_ratio: float = 0.1
+    #: Mixed precision: the trunk's matmuls run in bfloat16 under CPU autocast (fp32 master weights, fp32
+    #: attention and losses). On a CPU with AMX / AVX512-BF16 a step is about 1.5× faster; elsewhere it still
+    #: works, only slower, so the tiny test config turns it off.
+    bf16: bool = True
+    #: A per-patch size head (small / large), trained on full images only (crops show no absolute size).
+    size_head: bool = True
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -58,8 +71,8 @@ class TrainRunConfig:
     timestep_shift: float = 3.0
     w_yes: float = 1.0
     w_patch: float = 0.25
-    steps: int = 40_000
-    minutes: float = 52.0
+    steps: int = 8400
+    minutes: float = 54.0
     save_every_min: float = 5.0
     log_every: int = 25
     seed: int = 0
@@ -94,13 +107,15 @@ class TrainRunConfig:
             raise ValueError("ema_decay must lie in (0, 1)")
         if self.latent_channels < 0 or (self.latent_channels and self.codec_steps < 1):
             raise ValueError("latent_channels must be ≥ 0, and a latent codec needs codec_steps ≥ 1")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ValueError("lr_min_ratio must lie in [0, 1]")
 
 
 #: A few-second configuration for tests and smoke runs.
 TINY = TrainRunConfig(
     d_model=32, n_layers=2, n_heads=2, gen_batch=4, und_batch=4, warmup_steps=2, steps=6, minutes=1.0,
     save_every_min=10.0, log_every=2, ema_decay=0.9, sample_steps=2, latent_channels=4, latent_width=8,
-    codec_steps=3, codec_batch=4,
+    codec_steps=3, codec_batch=4, bf16=False,
     pool=PoolConfig(size=12, refresh_per_step=1, val_fraction=0.25, n_prompts=40),
 )
 
@@ -108,12 +123,14 @@ TINY = TrainRunConfig(
 def build_model(config: TrainRunConfig):
     """A fresh TinyUMM and its tokenizer for ``config``."""
     from ..world.prompts import VOCAB
+    from ..world.spec import SIZES
     from .model import TinyUMM
 
     colors, shapes, textures = world_classes()
     tokenizer = WordTokenizer(VOCAB, config.max_text_len)
     model = TinyUMM(
         vocab=list(tokenizer.vocab), colors=list(colors), shapes=list(shapes), textures=list(textures),
+        sizes=list(SIZES) if config.size_head else [],
         max_text_len=config.max_text_len, d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
         flow_shift=config.timestep_shift, latent_channels=config.latent_channels, latent_width=config.latent_width,
     )
@@ -180,7 +197,8 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
     texts_g, x0_img = pool.generation_batch(bg)
     drop = torch.rand(bg, generator=gen) < config.cond_dropout
     texts_g = ["" if d else s for s, d in zip(texts_g, drop.tolist())]
-    with torch.no_grad():
+    # The frozen codec always runs in float32, also under the trunk's bf16 autocast: its latents are the targets.
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
         x0 = model.encode_images(x0_img)  # (Bg, N, P)
     t = flow_timesteps(bg, gen, config.timestep_shift)  # (Bg,)
     eps = torch.randn(x0.shape, generator=gen)
@@ -189,7 +207,7 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
 
     und = pool.understanding_batch(bu, patch, gen)
     ids, mask = tokenizer.encode(texts_g + und["texts"])
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
         und_tokens = model.encode_images(und["images"])
         if model.codec is not None and config.und_latent_p > 0:
             # Some images as a generation would look: the latent slightly off, then decoded and re-read.
@@ -212,7 +230,9 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
     color_loss = _masked_ce(out["color"][bg:], und["color"])
     shape_loss = _masked_ce(out["shape"][bg:], und["shape"])
     texture_loss = _masked_ce(out["texture"][bg:], und["texture"])
-    total = gen_loss + config.w_yes * yes_loss + config.w_patch * (obj_loss + color_loss + shape_loss + texture_loss)
+    size_loss = _masked_ce(out["size"][bg:], und["size"]) if "size" in out else torch.zeros(())
+    patch_loss = obj_loss + color_loss + shape_loss + texture_loss + size_loss
+    total = gen_loss + config.w_yes * yes_loss + config.w_patch * patch_loss
 
     with torch.no_grad():
         judged = yes_w > 0
@@ -222,11 +242,21 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
         shape_acc = (out["shape"][bg:].argmax(-1)[fg] == und["shape"][fg]).float().mean() if fg.any() else torch.tensor(0.0)
     named = {
         "loss": total, "gen_loss": gen_loss, "yes_loss": yes_loss, "obj_loss": obj_loss, "color_loss": color_loss,
-        "shape_loss": shape_loss, "texture_loss": texture_loss, "yes_acc": yes_acc, "color_acc": color_acc,
+        "shape_loss": shape_loss, "texture_loss": texture_loss, "size_loss": size_loss, "yes_acc": yes_acc,
+        "color_acc": color_acc,
         "shape_acc": shape_acc,
     }
     metrics = {k: float(v.detach()) for k, v in named.items()}
     return total, metrics
+
+
+def learning_rate(config: TrainRunConfig, step: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then a cosine from ``lr`` to ``lr_min_ratio · lr`` at ``steps``."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, max(0.0, (step - config.warmup_steps) / span))
+    floor = config.lr_min_ratio
+    return config.lr * warm * (floor + (1.0 - floor) * 0.5 * (1.0 + np.cos(np.pi * progress)))
 
 
 def _save(model, out: Path) -> None:
@@ -317,11 +347,12 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
     window: list[dict] = []
     metrics: dict = {}
     while step < config.steps and (time.monotonic() - t0) < config.minutes * 60:
-        lr = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        lr = learning_rate(config, step)
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
-        loss, m = training_step(model, tokenizer, pool, config, gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss, m = training_step(model, tokenizer, pool, config, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(trunk, config.grad_clip)
@@ -382,7 +413,8 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         f"  {config.n_layers} pre-norm blocks, d_model {config.d_model}, {config.n_heads} heads, MLP ×4,",
         "  adaLN-Zero conditioning on (flow time t, mode generate/understand, pooled prompt);",
         f"- {summary.get('parameters', 0) / 1e6:.2f} M parameters (EMA weights shipped);",
-        "- heads: velocity / x0 (one token's values), yes logit on `<ask>`, per-patch object / colour / shape / texture;",
+        "- heads: velocity / x0 (one token's values), yes logit on `<ask>`, per-patch object / colour / shape / texture"
+        + (" / size;" if config.size_head else ";"),
     ]
     if config.latent_channels:
         lines += [
@@ -410,9 +442,11 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         "## Training",
         f"- {summary.get('steps')} steps in {summary.get('train_seconds')} s on {config.threads} CPU threads; "
         f"batch {config.gen_batch} generation + {config.und_batch} understanding;",
-        f"- AdamW lr {config.lr} (warm-up {config.warmup_steps}), wd {config.weight_decay}, clip {config.grad_clip},"
-        f" EMA {config.ema_decay}; prompt dropout {config.cond_dropout}; logit-normal t, shift {config.timestep_shift};",
-        f"- loss = flow MSE + {config.w_yes}·BCE(yes) + {config.w_patch}·(object BCE + colour/shape/texture CE);",
+        f"- AdamW lr {config.lr} (warm-up {config.warmup_steps}, then cosine to {config.lr_min_ratio:g}× at step"
+        f" {config.steps}), wd {config.weight_decay}, clip {config.grad_clip}, EMA {config.ema_decay}; prompt dropout"
+        f" {config.cond_dropout}; logit-normal t, shift {config.timestep_shift};"
+        + (" bf16 autocast for the trunk's matmuls (fp32 weights, attention, losses, codec);" if config.bf16 else ""),
+        f"- loss = flow MSE + {config.w_yes}·BCE(yes) + {config.w_patch}·(object BCE + colour/shape/texture{'/size' if config.size_head else ''} CE);",
         f"- seed {config.seed}; full config in `training_config.json`, curve in `train_log.jsonl`.",
     ]
     chain, prev = [], summary.get("previous")
@@ -435,7 +469,7 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         "| metric | value |",
         "|---|---|",
     ]
-    for k in ("gen_loss", "yes_loss", "yes_acc", "color_acc", "shape_acc", "obj_loss"):
+    for k in ("gen_loss", "yes_loss", "yes_acc", "color_acc", "shape_acc", "obj_loss", "size_loss"):
         if k in fm:
             lines.append(f"| {k} | {fm[k]:.4f} |")
     lines += [
@@ -455,7 +489,8 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         "  compositional prompts (colour binding, spatial, counting, complex) mostly fail (numbers below).",
         "- Its `<ask>` head alone says yes to most of its own images; the backend's default global judge checks",
         "  the model's own findings against the prompt to compensate (see `srum_core/backends/sandbox.py`).",
-        "- Sizes (small/large) are not predicted by the per-patch heads, so no judge of this model checks them.",
+        *(["- Sizes (small/large) are not predicted by the per-patch heads, so no judge of this model checks them."]
+          if not config.size_head else []),
         "- Short SRUM or SFT rounds on its own samples have not improved it (see the project README's results).",
     ]
     lines += ["", "## Measured metrics", "", measured or "Run `python bench/bench_sandbox.py` (numbers below when filled in).", ""]
@@ -477,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w-yes", type=float, default=None, help="weight of the yes/no loss")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", default=None,
+                        help="train in float32 (default: bf16 autocast for the trunk's matmuls)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TINY if args.tiny else TrainRunConfig()
@@ -485,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         changes["minutes"] = args.minutes
     if args.steps is not None:
         changes["steps"] = args.steps
-    for name in ("threads", "init_from", "gen_batch", "und_batch", "w_yes", "lr", "warmup_steps"):
+    for name in ("threads", "init_from", "gen_batch", "und_batch", "w_yes", "lr", "warmup_steps", "bf16"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     config = replace(config, **changes)
