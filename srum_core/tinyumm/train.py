@@ -487,8 +487,9 @@ def write_model_card(out: Path, config: TrainRunConfig, summary: dict, measured:
         "",
         "- It misses the project's targets: single objects pass the referee on fewer than 80% of prompts, and",
         "  compositional prompts (colour binding, spatial, counting, complex) mostly fail (numbers below).",
-        "- Its `<ask>` head alone says yes to most of its own images; the backend's default global judge checks",
-        "  the model's own findings against the prompt to compensate (see `srum_core/backends/sandbox.py`).",
+        "- Its `<ask>` head alone agrees with the referee on only about half of its own images (it says yes too",
+        "  often); the backend's default global judge checks the model's own findings against the prompt to",
+        "  compensate (see `srum_core/backends/sandbox.py`).",
         *(["- Sizes (small/large) are not predicted by the per-patch heads, so no judge of this model checks them."]
           if not config.size_head else []),
         "- Short SRUM or SFT rounds on its own samples have not improved it (see the project README's results).",
