@@ -31,9 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")  # other libraries' logs
+    # The project's own messages ("warning: records.jsonl:line 3: ...") go to the stderr of this call, whatever
+    # handlers the root logger already has (basicConfig is a no-op when it has one, e.g. inside another app).
+    project = logging.getLogger("srum_core")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LowercaseLevelFormatter("%(levelname)s: %(message)s"))
+    saved = (project.level, project.propagate)
+    project.addHandler(handler)
+    project.setLevel(level)
+    project.propagate = False
     try:
         return int(args.handler(args) or 0)
     except CliError as err:
@@ -45,3 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        project.removeHandler(handler)
+        project.setLevel(saved[0])
+        project.propagate = saved[1]
+
+
+class _LowercaseLevelFormatter(logging.Formatter):
+    """``warning: message`` rather than ``WARNING: message``: the CLI's messages read like its ``error:`` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace(record.levelname, record.levelname.lower(), 1)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ from ..config import GRID_MODES, MAP_MODES, RewardConfig
 from ..records import load_records, records_to_reports
 from ..rewards import MissingGlobalScore, build_reward_map
 from . import CliError
+
+logger = logging.getLogger(__name__)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -90,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     config = RewardConfig(mode=args.mode, grid=args.grid)
     loaded = load_records(args.records)
     for bad in loaded.bad_lines:
-        print(f"warning: {args.records}:{bad}", file=sys.stderr)
+        logger.warning(f"{args.records}:{bad}")
     reports, unsized = records_to_reports(loaded.records, args.size)
     for bad in unsized:
-        print(f"warning: {args.records}:{bad} (pass --size WxH)", file=sys.stderr)
+        logger.warning(f"{args.records}:{bad} (pass --size WxH)")
 
     arrays: dict[str, np.ndarray] = {}
     lines: list[int] = []
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             reward_map = build_reward_map(report, config, args.token_size)
         except MissingGlobalScore as err:
-            print(f"warning: {args.records}:line {number}: skipped: {err}", file=sys.stderr)
+            logger.warning(f"{args.records}:line {number}: skipped: {err}")
             continue
         except ValueError as err:
             raise CliError(f"line {number}: {err}") from err
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         if args.overlay is not None:
             image_path = _find_image(report.image_file, args.records)
             if image_path is None:
-                print(f"warning: line {number}: image {report.image_file!r} not found; no overlay", file=sys.stderr)
+                logger.warning(f"line {number}: image {report.image_file!r} not found; no overlay")
                 continue
             from PIL import Image
 
