@@ -452,7 +452,9 @@ class SandboxBackend:
         visible = [i for i, r in enumerate(clamped) if r.area > 0]
         full = image_to_tensor([arr])
         readings: dict[int, tuple[np.ndarray, PatchReading]] = {}
-        whole = self._read_tensor(full, [prompt])[0] if visible else None
+        # The full-image reading serves the coordinate view and the size head (sizes need the uncropped image).
+        needs_whole = visible and (view != "crop" or self.model.size_head is not None)
+        whole = self._read_tensor(full, [prompt])[0] if needs_whole else None
         if view == "crop" and visible:
             crops = torch.stack([crop_resize(full[0], None, clamped[i].box, size)[0] for i in visible])
             for i, rd in zip(visible, self._read_tensor(crops, [prompt] * len(visible))):
