@@ -2,8 +2,9 @@
 
 Measured side by side in one run, on one device:
 
-- generation: images/s of our seeded CFG sampling loop vs transformers' plain
-  ``generate(generation_mode="image", do_sample=True)`` + ``decode_image_tokens`` at the same batch size (ratio);
+- generation: images/s of our seeded CFG sampling loop (static KV cache, and the same loop with a growing
+  dynamic cache) vs transformers' plain ``generate(generation_mode="image", do_sample=True)`` +
+  ``decode_image_tokens`` at the same batch size (ratios);
 - judging: images/s of the likelihood judge (global; 10 regions as crops) and of the rubric judge (greedy text,
   ``--rubric-tokens`` new tokens — a random model never stops early, so this is the worst case);
 - one SRUM LoRA round (``srum_core.rounds.run_round``) on ``--round-images`` T2I-CompBench prompts: wall time per
@@ -166,6 +167,11 @@ def bench_generation(backend: JanusBackend, device: torch.device, batch: int, gu
     reset_peak(device)
     ours_s, _ = timed(device, lambda: backend.generate(prompts, seeds, config))
     ours_peak = peak_gb(device)
+    backend.kv_cache = "dynamic"  # the same loop with a cache grown every step, for comparison
+    reset_peak(device)
+    dynamic_s, _ = timed(device, lambda: backend.generate(prompts, seeds, config))
+    dynamic_peak = peak_gb(device)
+    backend.kv_cache = "static"
 
     ids, mask = backend._generation_inputs(prompts)
 
@@ -185,9 +191,25 @@ def bench_generation(backend: JanusBackend, device: torch.device, batch: int, gu
         "ours_images_per_s": round(batch / ours_s, 3),
         "transformers_generate_images_per_s": round(batch / up_s, 3),
         "ours_over_transformers": round(up_s / ours_s, 3),
+        "ours_dynamic_cache_images_per_s": round(batch / dynamic_s, 3),
+        "static_over_dynamic_cache": round(dynamic_s / ours_s, 3),
         "ours_peak_gb": ours_peak,
+        "ours_dynamic_cache_peak_gb": dynamic_peak,
         "transformers_peak_gb": peak_gb(device),
     }
+
+
+def profile_generation(backend: JanusBackend, device: torch.device, batch: int, guidance: float) -> str:
+    """torch.profiler's table (top 20 by self device time, or CPU time on CPU) for one ``generate`` call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        backend.generate(prompts, list(range(batch)), GenerationConfig(guidance=guidance, batch_size=batch))
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=20)
 
 
 def bench_judges(backend: JanusBackend, device: torch.device, n_images: int, rubric_tokens: int) -> dict[str, Any]:
@@ -252,6 +274,7 @@ def main() -> None:
     parser.add_argument("--rubric-tokens", type=int, default=None, help="new tokens per rubric answer (default 160)")
     parser.add_argument("--round-images", type=int, default=None, help="images in the LoRA round (default 32)")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: generation,judges,round")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's table for one generate call")
     parser.add_argument("--out", default=None, help="also write the results as JSON to this file")
     args = parser.parse_args()
 
@@ -273,6 +296,8 @@ def main() -> None:
     if "generation" not in skip:
         results["generation"] = bench_generation(backend, device, batch, args.guidance)
         print(json.dumps({"generation": results["generation"]}), flush=True)
+    if args.profile:
+        print(profile_generation(backend, device, batch, args.guidance), flush=True)
     if "judges" not in skip:
         results["judges"] = bench_judges(
             backend,

@@ -104,6 +104,19 @@ def test_our_cfg_loop_equals_transformers_generate_when_greedy(backend):
     assert torch.equal(ours, upstream)
 
 
+def test_static_and_dynamic_kv_cache_sample_the_same_codes(janus_dir):
+    """The preallocated cache is an implementation detail: mixed-length (left-padded) prompts, same codes."""
+    prompts = ["a green bench and a red car", "three dogs", "a book on the left of a bird"]
+    static = load_janus(str(janus_dir), device="cpu", use_cache=False)
+    dynamic = load_janus(str(janus_dir), device="cpu", use_cache=False, kv_cache="dynamic")
+    assert static.kv_cache == "static" and dynamic.kv_cache == "dynamic"
+    codes = static.sample_codes(prompts, [0, 1, 2], guidance=3.0)
+    assert torch.equal(codes, dynamic.sample_codes(prompts, [0, 1, 2], guidance=3.0))
+    assert len({tuple(row.tolist()) for row in codes}) == 3
+    with pytest.raises(ValueError, match="kv_cache"):
+        load_janus(str(janus_dir), device="cpu", use_cache=False, kv_cache="paged")
+
+
 def test_decoder_output_is_clamped_before_uint8(backend, monkeypatch):
     fake = torch.tensor([[-3.0, -1.0, 0.0], [1.0, 2.5, 0.5]]).view(1, 1, 2, 3).expand(1, 2, 2, 3)
     monkeypatch.setattr(backend.model, "decode_image_tokens", lambda codes: fake)

@@ -27,6 +27,44 @@ def test_label_components_is_eight_connected():
     assert label_components(np.zeros((4, 4), dtype=bool))[1] == 0
 
 
+def _flood_fill_labels(mask: np.ndarray) -> np.ndarray:
+    """Reference labelling: breadth-first flood fill from each unlabelled pixel in raster order."""
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    n = 0
+    for y0 in range(h):
+        for x0 in range(w):
+            if not mask[y0, x0] or labels[y0, x0]:
+                continue
+            n += 1
+            labels[y0, x0] = n
+            queue = [(y0, x0)]
+            while queue:
+                y, x = queue.pop()
+                for ny in range(max(0, y - 1), min(h, y + 2)):
+                    for nx in range(max(0, x - 1), min(w, x + 2)):
+                        if mask[ny, nx] and not labels[ny, nx]:
+                            labels[ny, nx] = n
+                            queue.append((ny, nx))
+    return labels
+
+
+def test_label_components_matches_flood_fill_on_random_and_winding_masks():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((37, 53)) < p for p in (0.3, 0.45, 0.6)]
+    snake = np.zeros((41, 41), dtype=bool)  # one long serpentine component: the worst case for propagation
+    snake[::4, 1:-1] = True
+    for k, row in enumerate(range(0, 40, 4)):  # join each row to the next at alternating ends
+        snake[row + 1 : row + 4, -2 if k % 2 == 0 else 1] = True
+    masks.append(snake)
+    for mask in masks:
+        labels, n = label_components(mask)
+        expected = _flood_fill_labels(mask)
+        assert n == expected.max()
+        np.testing.assert_array_equal(labels, expected)
+    assert label_components(snake)[1] == 1
+
+
 def test_boxes_cover_objects_largest_first():
     scene = Scene(
         (

@@ -202,6 +202,8 @@ class JanusBackend:
     image codes (1.0 as Janus-Pro). ``cond_dropout``: fraction of training samples whose prompt is dropped
     (SRUM keeps 10% so CFG keeps working). ``max_new_tokens``: length limit of rubric answers.
     Box sources: ``grounding_model`` (an OWLv2 id/path) and ``sam_model`` (a SAM id/path) switch them on.
+    ``kv_cache``: ``"static"`` (keys and values preallocated for prompt + image tokens) or ``"dynamic"``
+    (grown every step); both give the same codes.
     """
 
     def __init__(
@@ -220,6 +222,7 @@ class JanusBackend:
         sam_model: str | None = None,
         sam_points_per_side: int = 16,
         use_segmenter: bool = True,
+        kv_cache: str = "static",
     ):
         if judge not in JUDGES:
             raise ValueError(f"judge={judge!r}: choose one of {', '.join(JUDGES)}")
@@ -227,6 +230,8 @@ class JanusBackend:
             raise ValueError(f"temperature={temperature}: use a positive sampling temperature (Janus-Pro uses 1.0)")
         if not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout={cond_dropout}: use a fraction in [0, 1) (SRUM keeps 0.1)")
+        if kv_cache not in ("static", "dynamic"):
+            raise ValueError(f"kv_cache={kv_cache!r}: choose 'static' (preallocated, default) or 'dynamic'")
         if processor.chat_template is None:
             raise ValueError(
                 f"the processor of {model_id!r} has no chat template; Janus prompts are built with it — save the "
@@ -247,6 +252,7 @@ class JanusBackend:
         self.sam_model = sam_model
         self.sam_points_per_side = sam_points_per_side
         self.use_segmenter = use_segmenter
+        self.kv_cache = kv_cache
         self._box_sources: dict[str, BoxSource] | None = None
 
         vq = model.config.vq_config
@@ -360,15 +366,27 @@ class JanusBackend:
         mask = torch.cat([mask, mask])
         lm = self.model.model.language_model
         head = self.model.model.generation_head
-        from transformers import DynamicCache
+        # A static cache, allocated once for prompt + image tokens (as transformers' own image generation does):
+        # a growing cache re-allocates every layer's keys and values at every one of the N steps.
+        from transformers import DynamicCache, StaticCache
 
-        cache = DynamicCache(config=lm.config)
+        prompt_len = ids.shape[1]
+        if self.kv_cache == "static":
+            cache = StaticCache(config=lm.config, max_cache_len=prompt_len + n)
+        else:
+            cache = DynamicCache(config=lm.config)
         embeds = self.model.get_input_embeddings()(ids)
         positions = self._positions(mask)
+        cache_position = torch.arange(prompt_len, device=self.device)
         codes = torch.empty(b, n, dtype=torch.long, device=self.device)
         for i in range(n):
             out = lm(
-                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                cache_position=cache_position,
+                use_cache=True,
             )
             logits = head(out.last_hidden_state[:, -1]).float()
             cond, uncond = logits[:b], logits[b:]
@@ -380,6 +398,7 @@ class JanusBackend:
             embeds = self.model.prepare_embeddings_for_image_generation(torch.cat([nxt, nxt])[:, None])
             mask = torch.cat([mask, mask.new_ones(2 * b, 1)], dim=1)
             positions = positions[:, -1:] + 1
+            cache_position = cache_position[-1:] + 1
         return codes
 
     @torch.no_grad()

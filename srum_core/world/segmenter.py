@@ -34,17 +34,25 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
     Returns ``(labels, n)``: ``labels`` is ``(H, W)`` int32 with 0 for background and 1..n per component,
     numbered in raster order of each component's first pixel. Works by propagating the smallest pixel index
-    through each component (a few dozen vectorised passes for images this small).
+    through each component: each pass takes the minimum over the 3 × 3 neighbourhood, then follows the labels
+    as pointers (a pixel's label is the index of a pixel of the same component with a smaller or equal label)
+    until they stop changing, so long or winding components need a few passes, not one per pixel of length.
     """
     mask = np.asarray(mask, dtype=bool)
     h, w = mask.shape
     big = h * w + 1
     current = np.where(mask, np.arange(h * w).reshape(h, w), big)
+    table = np.full(h * w + 2, big, dtype=current.dtype)  # label → that pixel's label; big stays big
     while True:
         padded = np.pad(current, 1, constant_values=big)
         neighbours = [padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-        smallest = np.minimum.reduce(neighbours)
-        updated = np.where(mask, np.minimum(current, smallest), big)
+        updated = np.where(mask, np.minimum.reduce(neighbours), big)
+        while True:
+            table[: h * w] = updated.ravel()
+            jumped = table[updated]
+            if np.array_equal(jumped, updated):
+                break
+            updated = jumped
         if np.array_equal(updated, current):
             break
         current = updated
