@@ -138,8 +138,14 @@ def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
         "",
         "## Rewards this round",
         "",
-        f"- images generated: {_number(summary.get('n_samples'))}; trained on: {_number(summary.get('n_trainable'))}; "
-        f"left out because the global judgement could not be read: {_number(summary.get('n_excluded_global_unusable'))}",
+        f"- images generated: {_number(summary.get('n_samples'))}; "
+        f"trained on: {_number(summary.get('n_trained', summary.get('n_trainable')))}; "
+        f"left out because the global judgement could not be read: {_number(summary.get('n_excluded_global_unusable'))}"
+        + (
+            f"; left out by the gate (global score ≤ {cfg.get('gate')}): {_number(summary.get('n_gated_out'))}"
+            if cfg.get("gate") is not None
+            else ""
+        ),
         f"- mean global score g: {_number(summary.get('global_reward_mean'))}; mean region score: "
         f"{_number(summary.get('region_reward_mean'))} over {_number(summary.get('n_regions'))} regions "
         f"({_number(summary.get('n_regions_unusable'))} unreadable); mean token weight: "

@@ -6,7 +6,8 @@
     judge_samples       → list[RewardReport]             global judgement + one judgement per region
     build_reward_maps   → list[RewardMap | None]         any map mode; None = global judgement unusable
     select_training_set → TrainingSet                    images without a usable global score are left out
-                                                         and counted, never dropped silently
+                                                         and counted, never dropped silently (and, with the
+                                                         optional ``gate``, images judged at or below it)
     train_on_samples    → TrainResult                    L = mean((w + λ)·e) on the model's own samples
     evaluate            → EvalResult                     referee + self-judge, before and after
 
@@ -94,6 +95,9 @@ class RoundConfig:
     ``categories``: keep only these categories (None = all). ``n_prompts``: images generated this round.
     ``eval_split``: world split evaluated before and after (None = no evaluation); ``eval_n_prompts`` prompts per
     category at each of ``eval_seeds``. ``n_fixed_samples``: before/after sample images at fixed prompts/seeds.
+    ``gate``: None (SRUM: every image with a usable global score trains) or a threshold in [−1, 1): only images
+    whose global self-score ``g`` exceeds it train — reward-gated rounds, an option outside SRUM for a base that
+    fails most prompts (the gated-out images are counted in the summary).
     """
 
     prompts: str = "train"
@@ -109,6 +113,7 @@ class RoundConfig:
     eval_seeds: tuple[int, ...] = (0,)
     eval_categories: tuple[str, ...] | None = None
     n_fixed_samples: int = 4
+    gate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompts, str) or not self.prompts:
@@ -126,6 +131,10 @@ class RoundConfig:
             raise ValueError("evaluation needs eval_n_prompts ≥ 1 and at least one eval seed (or eval_split=None)")
         if not 0 <= self.n_fixed_samples <= 64:
             raise ValueError(f"n_fixed_samples={self.n_fixed_samples}: use 0 to 64")
+        if self.gate is not None:
+            object.__setattr__(self, "gate", float(self.gate))
+            if not -1.0 <= self.gate < 1.0:
+                raise ValueError(f"gate={self.gate}: use a global-score threshold in [-1, 1) (0 = judged 'yes')")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +164,7 @@ class TrainingSet:
     weights: np.ndarray
     kept: tuple[int, ...]
     excluded: tuple[int, ...]
+    gated_out: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -337,15 +347,33 @@ def build_reward_maps(reports: Sequence[RewardReport], config: RewardConfig, tok
     return [build_reward_map(r, config, token_size) if r.trainable else None for r in reports]
 
 
-def select_training_set(samples: Sequence[Sample], maps: Sequence[RewardMap | None]) -> TrainingSet:
-    """The samples with a reward map and their ``(B, N)`` row-major token weights."""
-    kept = tuple(i for i, m in enumerate(maps) if m is not None)
+def select_training_set(
+    samples: Sequence[Sample],
+    maps: Sequence[RewardMap | None],
+    reports: Sequence[RewardReport] | None = None,
+    gate: float | None = None,
+) -> TrainingSet:
+    """The samples with a reward map and their ``(B, N)`` row-major token weights.
+
+    ``excluded``: images without a map (global judgement unusable). With ``gate`` (needs ``reports``), images
+    whose usable global score is ≤ ``gate`` are left out too and listed in ``gated_out``.
+    """
+    if gate is not None and reports is None:
+        raise ValueError("a gate needs the reports, to read each image's global score")
     excluded = tuple(i for i, m in enumerate(maps) if m is None)
+    gated_out: tuple[int, ...] = ()
+    if gate is not None:
+        gated_out = tuple(
+            i for i, m in enumerate(maps) if m is not None and not reports[i].global_judgement.score > gate
+        )
+    kept = tuple(i for i, m in enumerate(maps) if m is not None and i not in gated_out)
     if kept:
         weights = np.stack([maps[i].token_weights for i in kept]).astype(np.float32)
     else:
         weights = np.zeros((0, 0), dtype=np.float32)
-    return TrainingSet(samples=tuple(samples[i] for i in kept), weights=weights, kept=kept, excluded=excluded)
+    return TrainingSet(
+        samples=tuple(samples[i] for i in kept), weights=weights, kept=kept, excluded=excluded, gated_out=gated_out
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -517,8 +545,11 @@ def run_round(
         timings["judge"] = time.perf_counter() - t0
 
         maps = build_reward_maps(reports, config.reward, backend.token_size)
-        train_set = select_training_set(samples, maps)
+        train_set = select_training_set(samples, maps, reports, config.gate)
         rewards = reward_summary(reports, maps)
+        if config.gate is not None:
+            rewards["n_gated_out"] = len(train_set.gated_out)
+            log("gate g > %g: %d of %d judged images train", config.gate, len(train_set.kept), rewards["n_trainable"])
         referee = referee_summary(samples, items, reports)
         log(
             "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
@@ -572,6 +603,9 @@ def run_round(
         summary: dict[str, Any] = {"kind": "round", "round": round_index, "seed": seed, "steps": result.steps}
         summary.update(rewards)
         summary.update({k: v for k, v in referee.items() if k != "referee_verdicts"})
+        summary["n_trained"] = len(train_set.kept)
+        trained_verdicts = [referee["referee_verdicts"][i] for i in train_set.kept]
+        summary["trained_referee_accuracy"] = _mean([float(v) for v in trained_verdicts if v is not None])
         if eval_before is not None:
             summary.update(eval_before.flat_metrics("eval_before"))
         if eval_after is not None:
@@ -594,6 +628,7 @@ def run_round(
                 seeds,
                 samples,
                 reports,
+                train_set.kept,
                 referee,
                 result,
                 summary,
@@ -665,6 +700,7 @@ def _write_run_folder(
     seeds: Sequence[int],
     samples: Sequence[Sample],
     reports: Sequence[RewardReport],
+    trained: Sequence[int],
     referee: dict[str, Any],
     result: TrainResult,
     summary: dict[str, Any],
@@ -691,11 +727,13 @@ def _write_run_folder(
                 "spec": item.spec,
                 "referee_pass": referee["referee_verdicts"][index],
                 "trainable": reports[index].trainable,
+                "trained": index in trained,
             }
         )
     append_jsonl(folder / IMAGES_DIR / GENERATION_FILE, generation_rows)
     write_jsonl(folder / RECORDS_FILE, [scoring_record_from_report(r, image_file(i)) for i, r in enumerate(reports)])
-    training_records = [training_record_from_report(r, image_file(i)) for i, r in enumerate(reports)]
+    # The images that trained: a usable global score (SRUM) and, with a gate, a global score above it.
+    training_records = [training_record_from_report(reports[i], image_file(i)) for i in sorted(trained)]
     write_jsonl(folder / TRAINING_RECORDS_FILE, [t for t in training_records if t is not None])
 
     if fixed:

@@ -53,7 +53,20 @@ def test_round_refuses_bad_input(tmp_path, prompts, capsys):
     with pytest.raises(SystemExit):
         main(_round_args(prompts, tmp_path / "z", "--map", "nonsense"))
     assert main(_round_args(prompts, tmp_path / "w", "--lam", "-1")) == 2
+    assert main(_round_args(prompts, tmp_path / "g", "--gate", "1.5")) == 2
+    assert "gate=1.5" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "w").exists()
+    assert not (tmp_path / "g").exists()
+
+
+def test_round_with_a_gate_reports_what_it_left_out(tmp_path, prompts, capsys):
+    assert main(_round_args(prompts, tmp_path / "r1", "--gate", "0")) == 0
+    out = capsys.readouterr().out
+    info = read_run(tmp_path / "r1")
+    assert info.config["gate"] == 0.0
+    gated = info.summary["n_gated_out"]
+    assert f"trained on {info.summary['n_trained']}," in out and f"gated out {gated} (g ≤ 0.0)" in out
+    assert info.summary["n_trained"] + gated + 1 == 4  # one image's global judgement is unreadable
 
 
 def test_eval_writes_results(tmp_path, prompts, capsys):

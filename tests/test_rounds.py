@@ -199,6 +199,33 @@ def test_reward_maps_skip_unusable_images():
     assert chosen.kept == (0,) and chosen.excluded == (1,) and chosen.weights.shape == (1, 16)
 
 
+def test_gate_trains_only_on_images_judged_above_it(tmp_path, prompt_file):
+    with pytest.raises(ValueError, match="gate=1.0"):
+        _config(prompt_file, gate=1.0)
+    backend = FakeBackend()
+    ungated = run_round(backend, _config(prompt_file), None)
+    T.reset_to_base(backend)
+    result = run_round(FakeBackend(), _config(prompt_file, gate=0.0), tmp_path / "run")
+    run = tmp_path / "run"
+    records = read_jsonl(run / "records.jsonl")
+    scores = [r["global_layout_reward"]["global_layout_score"] for r in records]
+    above = [i for i, g in enumerate(scores) if g is not None and g > 0.0]
+    assert 0 < len(above) < 4, "the fake's brightness scores must fall on both sides of the gate"
+    assert result.n_trained == len(above) < ungated.n_trained == 4
+    assert result.n_excluded == 1 and result.summary["n_gated_out"] == 4 - len(above)
+    assert result.summary["n_trained"] == len(above)
+    assert len(records) == 5  # every image keeps its scoring record
+    assert len(read_jsonl(run / "training_records.jsonl")) == len(above)
+    rows = read_jsonl(run / "images" / "generation.jsonl")
+    assert [i for i, row in enumerate(rows) if row["trained"]] == above
+    assert "gate g > 0: %d of 4 judged images train" % len(above) in (run / "round.log").read_text()
+
+
+def test_select_training_set_gate_needs_reports():
+    with pytest.raises(ValueError, match="needs the reports"):
+        select_training_set([], [], gate=0.0)
+
+
 def test_prompt_file_sampling(tmp_path):
     path = tmp_path / "compbench.json"
     path.write_text(

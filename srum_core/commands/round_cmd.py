@@ -123,6 +123,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eval-split", default="val", help="world split to evaluate before/after, or 'none'")
     p.add_argument("--eval-n-prompts", type=int, default=4, help="evaluation prompts per category (default 4)")
     p.add_argument("--eval-seeds", type=int, default=1, help="evaluation seeds 0..K-1 (default 1)")
+    p.add_argument(
+        "--gate",
+        type=float,
+        default=None,
+        metavar="G",
+        help="train only on images whose global self-score exceeds G (0 = judged 'yes'); reward-gated rounds, "
+        "an option outside SRUM (default: every image with a readable global score trains)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of the round (default: drawn and printed)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue from this round's adapter")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="new run folder to write (must not exist)")
@@ -188,6 +196,7 @@ def _round_config(args: argparse.Namespace) -> Any:
         eval_split=eval_split,
         eval_n_prompts=args.eval_n_prompts,
         eval_seeds=tuple(range(args.eval_seeds)),
+        gate=args.gate,
     )
 
 
@@ -218,7 +227,9 @@ def run_round_command(args: argparse.Namespace) -> int:
     print(f"round {result.round_index} written to {result.run_dir} (seed {result.seed})")
     print(
         f"  images {result.n_samples}, trained on {result.n_trained}, left out {result.n_excluded} "
-        f"(global judgement unreadable); mean g {s.get('global_reward_mean')}, mean region score "
+        f"(global judgement unreadable)"
+        + (f", gated out {s.get('n_gated_out')} (g ≤ {result.config.gate})" if result.config.gate is not None else "")
+        + f"; mean g {s.get('global_reward_mean')}, mean region score "
         f"{s.get('region_reward_mean')}"
     )
     if result.train.metrics:
