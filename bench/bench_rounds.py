@@ -21,7 +21,9 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fmt_mean_std, mean_std, print_table, ratio_line, timeit  # noqa: E402
 from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
-from srum_core.evaluation import EvalResult, evaluate  # noqa: E402
+from srum_core.evaluation import EvalResult, evaluate, world_prompts  # noqa: E402
 from srum_core.rewards import srum_loss  # noqa: E402
 from srum_core.rounds import RoundConfig, run_round  # noqa: E402
 from srum_core.training import (  # noqa: E402
@@ -41,17 +43,26 @@ from srum_core.training import (  # noqa: E402
     trainable_parameters,
 )
 
-#: name → (reward map mode, grid, λ override or None, whether it runs as many rounds as SRUM)
-VARIANTS: dict[str, tuple[str, str, float | None, bool]] = {
-    "srum": ("released", "bilinear", None, True),
-    "sft": ("sft", "bilinear", None, True),
-    "binary": ("binary", "bilinear", None, False),
-    "global-only": ("global-only", "bilinear", None, False),
-    "local-only": ("local-only", "bilinear", None, False),
-    "signed": ("signed", "bilinear", None, False),
-    "lam0": ("released", "bilinear", 0.0, False),
-    "area": ("released", "area", None, False),
+#: name → (reward map mode, grid, λ override or None, whether it runs as many rounds as SRUM, gate or None).
+#: ``gated`` / ``gated-sft``: reward-gated rounds (only images the self-judge accepts, g > 0, train), with SRUM's
+#: map or uniform weights — options outside SRUM, not run by default.
+VARIANTS: dict[str, tuple[str, str, float | None, bool, float | None]] = {
+    "srum": ("released", "bilinear", None, True, None),
+    "sft": ("sft", "bilinear", None, True, None),
+    "binary": ("binary", "bilinear", None, False, None),
+    "global-only": ("global-only", "bilinear", None, False, None),
+    "local-only": ("local-only", "bilinear", None, False, None),
+    "signed": ("signed", "bilinear", None, False, None),
+    "lam0": ("released", "bilinear", 0.0, False, None),
+    "area": ("released", "area", None, False, None),
+    "gated": ("released", "bilinear", None, True, 0.0),
+    "gated-sft": ("sft", "bilinear", None, True, 0.0),
+    "renders": ("sft", "bilinear", None, True, None),
 }
+#: ``renders`` is a diagnostic, not a self-reward method: the same rounds' training (same prompts, steps, lr,
+#: LoRA) on the world renderer's clean drawings of the round's prompts instead of the model's own images, with
+#: uniform weights. It bounds what any reward could get out of perfect self-generated data in this recipe.
+DEFAULT_VARIANTS = ["srum", "sft", "binary", "global-only", "local-only", "signed", "lam0", "area"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,8 +78,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="images per optimiser step")
     p.add_argument("--gen-steps", type=int, default=None, help="sampling steps (default: GenerationConfig's)")
     p.add_argument("--eval-n-prompts", type=int, default=4, help="validation prompts per category")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="what to run")
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS), help="what to run")
     p.add_argument("--all-rounds", action="store_true", help="run every variant (not only srum and sft) for --rounds")
+    p.add_argument(
+        "--round-prompts",
+        default="train",
+        choices=("train", "val-heldout", "eval-prompts"),
+        help="prompts the rounds generate from: the training split; validation-split prompts (text only, "
+        "never an image or label) with every evaluation prompt removed, so evaluation stays on unseen prompts; "
+        "or the evaluation prompts themselves (text only; other image seeds) — a seen-prompt diagnostic",
+    )
     p.add_argument("--quick", action="store_true", help="tiny settings to check the bench runs")
     p.add_argument("--out", default="bench/out/rounds.json", help="where to write the JSON results")
     return p.parse_args(argv)
@@ -110,6 +129,51 @@ def measure_cost(backend: Any, samples: list, lr: float, lam: float, rank: int) 
     }
 
 
+def render_round(backend: Any, config: RoundConfig, fresh: bool) -> dict[str, Any]:
+    """The ``renders`` diagnostic: ``config``'s training on clean renders of its prompts (uniform weights)."""
+    from srum_core.rounds import sample_prompts
+    from srum_core.training import init_adapter, train_on_samples
+    from srum_core.types import Sample
+    from srum_core.world.prompts import parse_prompt
+    from srum_core.world.render import render_spec
+    from srum_core.world.spec import PromptSpec
+
+    start = time.perf_counter()
+    items = sample_prompts(config.prompts, config.categories, config.n_prompts, config.seed)  # the round's own
+    rng = np.random.default_rng(config.seed)
+    specs = [PromptSpec.from_dict(i.spec) if i.spec is not None else parse_prompt(i.text) for i in items]
+    samples = [Sample(prompt=i.text, seed=k, image=render_spec(spec, rng)[0])
+               for k, (i, spec) in enumerate(zip(items, specs))]  # fmt: skip
+    attach_adapter(backend, config.training)
+    if fresh:
+        init_adapter(backend, config.seed)
+    weights = np.ones((len(samples), backend.token_grid(*backend.image_size)[0] ** 2), dtype=np.float32)
+    result = train_on_samples(backend, samples, weights, replace(config.training, seed=config.seed))
+    return {"n_trained": len(samples), "train": result, "timings": {"train": time.perf_counter() - start}}
+
+
+def heldout_val_prompt_file(folder: Path, n_prompts: int, seed: int, exclude: set[str]) -> Path:
+    """A JSONL prompt file of ``n_prompts`` validation-split prompts, none of them in ``exclude``."""
+    from srum_core.world.prompts import make_prompts
+
+    pool = [s for s in make_prompts("val", None, 8 * n_prompts, seed) if s.text not in exclude][:n_prompts]
+    if len(pool) < n_prompts:
+        raise SystemExit(f"only {len(pool)} validation prompts outside the evaluation set; lower --n-prompts")
+    path = folder / f"val-heldout-{seed}.jsonl"
+    rows = ({"prompt": s.text, "category": s.category, "spec": s.to_dict()} for s in pool)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def eval_prompt_file(folder: Path, n_prompts: int, eval_n_prompts: int) -> Path:
+    """A JSONL prompt file holding the evaluation prompts, each repeated until there are ``n_prompts`` lines."""
+    items = world_prompts("val", None, eval_n_prompts, 0)
+    rows = [{"prompt": i.text, "category": i.category, "spec": i.spec} for i in items]
+    path = folder / "eval-prompts.jsonl"
+    path.write_text("".join(json.dumps(rows[k % len(rows)]) + "\n" for k in range(n_prompts)))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -133,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(backend, "val", None, seeds=(seed,), n_prompts=args.eval_n_prompts, generation=generation)
         return result, time.perf_counter() - start
 
+    # evaluate() draws its prompts with prompt_seed 0 whatever the image seed: one fixed validation set.
+    eval_texts = {item.text for item in world_prompts("val", None, args.eval_n_prompts, 0)}
     results: dict[str, Any] = {"settings": vars(args), "generation": generation.to_dict(), "seeds": {}}
     round_timings: list[dict[str, float]] = []
     bench_start = time.perf_counter()
@@ -144,16 +210,22 @@ def main(argv: list[str] | None = None) -> int:
             per_seed: dict[str, Any] = {"base": base.to_dict()}
             print(f"[seed {seed}] base referee {referee_of(base):.3f} ({t_eval:.0f}s to evaluate)", flush=True)
             for name in args.variants:
-                mode, grid, lam, multi = VARIANTS[name]
+                mode, grid, lam, multi, gate = VARIANTS[name]
                 rounds = args.rounds if multi or args.all_rounds else 1
                 previous = None
                 per_seed[name] = []
                 variant_start = time.perf_counter()
                 for k in range(1, rounds + 1):
+                    round_seed = seed * 100 + k
+                    prompts = "train"
+                    if args.round_prompts == "val-heldout":
+                        prompts = str(heldout_val_prompt_file(Path(tmp), args.n_prompts, round_seed, eval_texts))
+                    elif args.round_prompts == "eval-prompts":
+                        prompts = str(eval_prompt_file(Path(tmp), args.n_prompts, args.eval_n_prompts))
                     config = RoundConfig(
-                        prompts="train",
+                        prompts=prompts,
                         n_prompts=args.n_prompts,
-                        seed=seed * 100 + k,
+                        seed=round_seed,
                         generation=generation,
                         reward=RewardConfig(mode=mode, grid=grid),
                         training=TrainingConfig(
@@ -165,9 +237,16 @@ def main(argv: list[str] | None = None) -> int:
                         ),
                         eval_split=None,
                         n_fixed_samples=0,
+                        gate=gate,
                     )
                     out = Path(tmp) / f"{seed}-{name}-{k}"
-                    result = run_round(backend, config, out, resume=previous)
+                    if name == "renders":
+                        if k == 1:
+                            reset_to_base(backend)
+                        result = SimpleNamespace(summary={}, n_excluded=0, n_samples=args.n_prompts,
+                                                 **render_round(backend, config, fresh=k == 1))  # fmt: skip
+                    else:
+                        result = run_round(backend, config, out, resume=previous)
                     previous = out
                     after, t_eval = evaluate_state(seed)
                     timings = {**result.timings, "evaluate": t_eval}
@@ -183,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
                             "loss_last": result.train.metrics[-1]["loss"] if result.train.metrics else None,
                         }
                     )
+                    trained_ok = result.summary.get("trained_referee_accuracy")
                     print(
                         f"[seed {seed}] {name} round {k}: referee {referee_of(after):.3f}, agreement "
-                        f"{after.overall.agreement}, excluded {result.n_excluded}/{result.n_samples}, "
+                        f"{after.overall.agreement}, excluded {result.n_excluded}/{result.n_samples}, trained "
+                        f"{result.n_trained} ({'n/a' if trained_ok is None else f'{trained_ok:.2f}'} right), "
                         + ", ".join(f"{s} {v:.1f}s" for s, v in timings.items()),
                         flush=True,
                     )
@@ -241,14 +322,14 @@ def main(argv: list[str] | None = None) -> int:
                       rows))  # fmt: skip
 
     categories = sorted(results["seeds"][seeds[0]]["base"]["per_category"])
+    multi_round = [n for n in args.variants if VARIANTS[n][3] or args.all_rounds]
     cat_rows = []
     for cat in categories:
         row = [cat, fmt_mean_std([rate(results["seeds"][s]["base"], "referee_accuracy", cat) for s in seeds], True)]
-        for name in ("srum", "sft"):
-            if name in args.variants:
-                row.append(fmt_mean_std([rate(final(name, s), "referee_accuracy", cat) for s in seeds], True))
+        for name in multi_round:
+            row.append(fmt_mean_std([rate(final(name, s), "referee_accuracy", cat) for s in seeds], True))
         cat_rows.append(row)
-    heads = ["category", "base"] + [f"{n} (last round)" for n in ("srum", "sft") if n in args.variants]
+    heads = ["category", "base"] + [f"{n} (last round)" for n in multi_round]
     print()
     print("Per category, referee accuracy")
     print(print_table(heads, cat_rows))
