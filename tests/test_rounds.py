@@ -218,7 +218,7 @@ def test_gate_trains_only_on_images_judged_above_it(tmp_path, prompt_file):
     assert len(read_jsonl(run / "training_records.jsonl")) == len(above)
     rows = read_jsonl(run / "images" / "generation.jsonl")
     assert [i for i, row in enumerate(rows) if row["trained"]] == above
-    assert "gate g > 0: %d of 4 judged images train" % len(above) in (run / "round.log").read_text()
+    assert f"gate g > 0: {len(above)} of 4 judged images train" in (run / "round.log").read_text()
 
 
 def test_select_training_set_gate_needs_reports():
