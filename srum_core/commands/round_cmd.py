@@ -200,6 +200,10 @@ def _round_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _pct(value: float | None) -> str:
     return "  –  " if value is None else f"{100 * value:5.1f}%"
 
@@ -229,8 +233,7 @@ def run_round_command(args: argparse.Namespace) -> int:
         f"  images {result.n_samples}, trained on {result.n_trained}, left out {result.n_excluded} "
         f"(global judgement unreadable)"
         + (f", gated out {s.get('n_gated_out')} (g ≤ {result.config.gate})" if result.config.gate is not None else "")
-        + f"; mean g {s.get('global_reward_mean')}, mean region score "
-        f"{s.get('region_reward_mean')}"
+        + f"; mean g {_num(s.get('global_reward_mean'))}, mean region score {_num(s.get('region_reward_mean'))}"
     )
     if result.train.metrics:
         print(f"  loss {result.train.metrics[0]['loss']:.5f} → {result.train.metrics[-1]['loss']:.5f}")
