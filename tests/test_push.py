@@ -110,3 +110,18 @@ def test_push_cli_dry_run_and_missing_token(run_dir, tmp_path, monkeypatch, caps
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     assert main(["push", str(run_dir), "--repo-id", "me/x"]) == 2
     assert "hf auth login" in capsys.readouterr().err
+
+
+def test_model_card_of_a_gated_round_counts_what_the_gate_left_out(tmp_path):
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps(["a red circle", "a blue square", "UNREADABLE", "a green triangle"]))
+    config = RoundConfig(
+        prompts=str(prompts), n_prompts=4, seed=2, generation=GenerationConfig(steps=2),
+        training=TrainingConfig(steps=1, lora_rank=4), eval_split=None, n_fixed_samples=0, gate=0.0,
+    )  # fmt: skip
+    result = run_round(FakeBackend(), config, tmp_path / "run")
+    card = build_model_card(tmp_path / "run", "me/srum-gated")
+    gated = result.summary["n_gated_out"]
+    assert f"trained on: {result.n_trained};" in card
+    assert f"left out by the gate (global score ≤ 0.0): {gated}" in card
+    assert result.n_trained + gated + 1 == 4
