@@ -72,6 +72,7 @@ from .training import (
     save_adapter,
     shard,
     train_on_samples,
+    zero_adapter_bypassed,
 )
 from .types import Region, RewardMap, RewardReport, Sample
 
@@ -528,56 +529,61 @@ def run_round(
         log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
         items = sample_prompts(config.prompts, config.categories, config.n_prompts, seed)
         fixed = _fixed_sample_items(config, items)
-        before_images = _fixed_images(backend, fixed, config, info) if staging is not None else []
+        # Until training, a round from the base model runs without its all-zero LoRA layers (bit-identical).
+        with zero_adapter_bypassed(backend) as bypassed:
+            if bypassed:
+                log("the adapter adds nothing yet: generating and judging without its layers")
+            before_images = _fixed_images(backend, fixed, config, info) if staging is not None else []
 
-        t0 = time.perf_counter()
-        seeds = [image_seed(seed, i) for i in range(len(items))]
-        samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
-        timings["generate"] = time.perf_counter() - t0
-        log("generated %d images from %s", len(samples), config.prompts)
+            t0 = time.perf_counter()
+            seeds = [image_seed(seed, i) for i in range(len(items))]
+            samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
+            timings["generate"] = time.perf_counter() - t0
+            log("generated %d images from %s", len(samples), config.prompts)
 
-        t0 = time.perf_counter()
-        regions = propose_regions(backend, samples, config.judge, info, cancel)
-        timings["propose"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            regions = propose_regions(backend, samples, config.judge, info, cancel)
+            timings["propose"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
-        timings["judge"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
+            timings["judge"] = time.perf_counter() - t0
 
-        maps = build_reward_maps(reports, config.reward, backend.token_size)
-        train_set = select_training_set(samples, maps, reports, config.gate)
-        rewards = reward_summary(reports, maps)
-        if config.gate is not None:
-            rewards["n_gated_out"] = len(train_set.gated_out)
-            log("gate g > %g: %d of %d judged images train", config.gate, len(train_set.kept), rewards["n_trainable"])
-        referee = referee_summary(samples, items, reports)
-        log(
-            "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
-            "mean g %s, mean region score %s, mean token weight %s",
-            rewards["n_samples"],
-            rewards["n_trainable"],
-            rewards["n_excluded_global_unusable"],
-            rewards["n_regions_unusable"],
-            rewards["n_regions"],
-            rewards["global_reward_mean"],
-            rewards["region_reward_mean"],
-            rewards["token_weight_mean"],
-        )
-        emit(
-            ProgressEvent(
-                "judge", len(reports), len(reports), metrics={k: v for k, v in rewards.items() if v is not None}
+            maps = build_reward_maps(reports, config.reward, backend.token_size)
+            train_set = select_training_set(samples, maps, reports, config.gate)
+            rewards = reward_summary(reports, maps)
+            if config.gate is not None:
+                rewards["n_gated_out"] = len(train_set.gated_out)
+                kept, judged = len(train_set.kept), rewards["n_trainable"]
+                log("gate g > %g: %d of %d judged images train", config.gate, kept, judged)
+            referee = referee_summary(samples, items, reports)
+            log(
+                "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
+                "mean g %s, mean region score %s, mean token weight %s",
+                rewards["n_samples"],
+                rewards["n_trainable"],
+                rewards["n_excluded_global_unusable"],
+                rewards["n_regions_unusable"],
+                rewards["n_regions"],
+                rewards["global_reward_mean"],
+                rewards["region_reward_mean"],
+                rewards["token_weight_mean"],
             )
-        )
+            emit(
+                ProgressEvent(
+                    "judge", len(reports), len(reports), metrics={k: v for k, v in rewards.items() if v is not None}
+                )
+            )
 
-        t0 = time.perf_counter()
-        eval_before = None
-        if config.eval_split is not None:
-            if previous_eval is not None and _same_eval_settings(previous_eval, config):
-                eval_before = EvalResult.from_dict(previous_eval["after"])
-                log("evaluation before = the resumed round's evaluation after (same settings)")
-            else:
-                eval_before = _evaluate(backend, config, emit, cancel, info)
-        timings["evaluate"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            eval_before = None
+            if config.eval_split is not None:
+                if previous_eval is not None and _same_eval_settings(previous_eval, config):
+                    eval_before = EvalResult.from_dict(previous_eval["after"])
+                    log("evaluation before = the resumed round's evaluation after (same settings)")
+                else:
+                    eval_before = _evaluate(backend, config, emit, cancel, info)
+            timings["evaluate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         result = train_on_samples(

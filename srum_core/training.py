@@ -27,7 +27,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,36 @@ def init_adapter(backend: Any, seed: int) -> None:
                 torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
                 a.copy_(fresh.to(device=a.device, dtype=a.dtype))
                 layer.lora_B[ADAPTER_NAME].weight.zero_()
+
+
+@contextmanager
+def zero_adapter_bypassed(backend: Any) -> Iterator[bool]:
+    """Inference without the LoRA layers while they add exactly nothing (every ``B`` is zero).
+
+    A LoRA layer adds ``B·A·x`` to its base layer's output; with ``B = 0`` that is an exact zero, so switching the
+    layers off changes no output bit and skips their matmuls (a round from the base model generates and judges
+    through them otherwise). Yields whether the layers were switched off: never for full fine-tuning, with no
+    adapter, or when any ``B`` is non-zero. The layers and their ``requires_grad`` flags are restored on exit.
+    """
+    if adapter_kind(backend) != "lora":
+        yield False
+        return
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in backend.trainable_module().modules() if isinstance(m, LoraLayer) and ADAPTER_NAME in m.lora_B]
+    if not layers or any(bool(m.lora_B[ADAPTER_NAME].weight.any()) for m in layers):
+        yield False
+        return
+    grads = {id(p): p.requires_grad for m in layers for p in m.parameters()}
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield True
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+            for param in layer.parameters():
+                param.requires_grad_(grads[id(param)])
 
 
 def trainable_parameters(backend: Any) -> list[torch.nn.Parameter]:

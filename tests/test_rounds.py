@@ -330,6 +330,10 @@ def test_evaluation_before_reuses_the_resumed_rounds_after(tmp_path, prompt_file
     assert second.eval_before == first.eval_after
     third = run_round(backend, replace(config, eval_n_prompts=2), tmp_path / "r3", resume=tmp_path / "r2")
     assert len(calls) == 5 and third.eval_before.overall.n == 2
+    # Only the round from the base model generates and judges without its (all-zero) LoRA layers.
+    bypass = "the adapter adds nothing yet"
+    assert bypass in (tmp_path / "r1" / "round.log").read_text()
+    assert bypass not in (tmp_path / "r2" / "round.log").read_text()
 
 
 def test_a_round_from_base_depends_only_on_its_seed_not_on_earlier_rounds(tmp_path, prompt_file):

@@ -187,3 +187,34 @@ def test_unset_timestep_shift_keeps_the_backends_own_default():
     T.attach_adapter(backend, config)
     T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config)
     assert seen == {"timestep_shift": 2.5}
+
+
+def test_zero_adapter_is_bypassed_bit_exactly_and_only_while_zero():
+    from peft.tuners.lora import LoraLayer
+
+    backend = FakeBackend()
+    with T.zero_adapter_bypassed(backend) as bypassed:
+        assert not bypassed  # nothing attached
+    config = TrainingConfig(steps=2, lr=5e-2, batch_size=2, warmup_steps=0)
+    T.attach_adapter(backend, config)
+    layers = [m for m in backend.net.modules() if isinstance(m, LoraLayer)]
+    grads = [p.requires_grad for p in backend.net.parameters()]
+    through_zero_lora = _pixels(backend)
+    with T.zero_adapter_bypassed(backend) as bypassed:
+        assert bypassed and all(m.disable_adapters for m in layers)
+        assert np.array_equal(_pixels(backend), through_zero_lora)
+    assert not any(m.disable_adapters for m in layers)
+    assert [p.requires_grad for p in backend.net.parameters()] == grads
+    T.train_on_samples(backend, _samples(backend), np.ones((4, N_TOKENS)), config)
+    trained = _pixels(backend)
+    assert not np.array_equal(trained, through_zero_lora)
+    with T.zero_adapter_bypassed(backend) as bypassed:
+        assert not bypassed  # a trained adapter is never switched off
+        assert np.array_equal(_pixels(backend), trained)
+
+
+def test_full_finetune_is_never_bypassed():
+    backend = FakeBackend()
+    T.attach_adapter(backend, TrainingConfig(full_finetune=True))
+    with T.zero_adapter_bypassed(backend) as bypassed:
+        assert not bypassed
