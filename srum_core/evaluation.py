@@ -23,7 +23,7 @@ from typing import Any
 
 from .config import GenerationConfig, JudgeConfig
 from .protocol import ProgressCallback, ProgressEvent
-from .training import Cancelled, ProcessInfo, gather_objects, process_info, shard
+from .training import Cancelled, ProcessInfo, gather_objects, process_info, shard, zero_adapter_bypassed
 
 logger = logging.getLogger(__name__)
 
@@ -208,30 +208,31 @@ def evaluate(
     jobs = [(item, image_seed(seed, i)) for seed in seeds for i, item in enumerate(prompts)]
     mine = shard(jobs, info)
     results: list[tuple[int, EvalItem]] = []
-    for start in range(0, len(mine), generation.batch_size):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("evaluation cancelled")
-        chunk = mine[start : start + generation.batch_size]
-        samples = backend.generate([job[0].text for _, job in chunk], [job[1] for _, job in chunk], generation)
-        for (index, (item, seed)), sample in zip(chunk, samples):
-            verdict = backend.judge_global(sample.image, item.text, judge)
-            judge_pass = None if not verdict.usable else bool(verdict.score > 0)
-            ref = referee(sample.image, item) if referee is not None else None
-            results.append(
-                (
-                    index,
-                    EvalItem(
-                        prompt=item.text,
-                        category=item.category,
-                        seed=seed,
-                        referee_pass=ref,
-                        judge_score=verdict.score,
-                        judge_pass=judge_pass,
-                    ),
+    with zero_adapter_bypassed(backend):  # an all-zero LoRA adds nothing: skip its work
+        for start in range(0, len(mine), generation.batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("evaluation cancelled")
+            chunk = mine[start : start + generation.batch_size]
+            samples = backend.generate([job[0].text for _, job in chunk], [job[1] for _, job in chunk], generation)
+            for (index, (item, seed)), sample in zip(chunk, samples):
+                verdict = backend.judge_global(sample.image, item.text, judge)
+                judge_pass = None if not verdict.usable else bool(verdict.score > 0)
+                ref = referee(sample.image, item) if referee is not None else None
+                results.append(
+                    (
+                        index,
+                        EvalItem(
+                            prompt=item.text,
+                            category=item.category,
+                            seed=seed,
+                            referee_pass=ref,
+                            judge_score=verdict.score,
+                            judge_pass=judge_pass,
+                        ),
+                    )
                 )
-            )
-        if callback is not None:
-            callback(ProgressEvent("evaluate", min(start + len(chunk), len(mine)), len(mine)))
+            if callback is not None:
+                callback(ProgressEvent("evaluate", min(start + len(chunk), len(mine)), len(mine)))
     items = gather_objects(results, info)
     by_category: dict[str, list[EvalItem]] = {}
     for item in items:

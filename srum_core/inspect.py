@@ -309,8 +309,11 @@ def inspect_prompt(
     callback: ProgressCallback | None = None,
 ) -> InspectResult:
     """Generate one image for ``prompt`` at ``seed`` and score it (see the module docstring)."""
-    sample = generate_one(backend, prompt, seed, generation, callback)
-    return score_sample(backend, sample, judge, box_source, user_boxes, grid, generation, callback)
+    from .training import zero_adapter_bypassed
+
+    with zero_adapter_bypassed(backend):  # after an undo to the base model, its all-zero LoRA adds nothing
+        sample = generate_one(backend, prompt, seed, generation, callback)
+        return score_sample(backend, sample, judge, box_source, user_boxes, grid, generation, callback)
 
 
 def _summary_metrics(report: RewardReport) -> dict[str, float]:

@@ -227,7 +227,7 @@ def zero_adapter_bypassed(backend: Any) -> Iterator[bool]:
     through them otherwise). Yields whether the layers were switched off: never for full fine-tuning, with no
     adapter, or when any ``B`` is non-zero. The layers and their ``requires_grad`` flags are restored on exit.
     """
-    if adapter_kind(backend) != "lora":
+    if not hasattr(backend, "trainable_module") or adapter_kind(backend) != "lora":
         yield False
         return
     from peft.tuners.lora import LoraLayer
@@ -235,6 +235,9 @@ def zero_adapter_bypassed(backend: Any) -> Iterator[bool]:
     layers = [m for m in backend.trainable_module().modules() if isinstance(m, LoraLayer) and ADAPTER_NAME in m.lora_B]
     if not layers or any(bool(m.lora_B[ADAPTER_NAME].weight.any()) for m in layers):
         yield False
+        return
+    if all(m.disable_adapters for m in layers):  # already switched off by an enclosing call: leave it to that one
+        yield True
         return
     grads = {id(p): p.requires_grad for m in layers for p in m.parameters()}
     for layer in layers:

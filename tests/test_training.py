@@ -203,6 +203,9 @@ def test_zero_adapter_is_bypassed_bit_exactly_and_only_while_zero():
     with T.zero_adapter_bypassed(backend) as bypassed:
         assert bypassed and all(m.disable_adapters for m in layers)
         assert np.array_equal(_pixels(backend), through_zero_lora)
+        with T.zero_adapter_bypassed(backend) as inner:  # nested (a round's evaluation): the outer one restores
+            assert inner
+        assert all(m.disable_adapters for m in layers)
     assert not any(m.disable_adapters for m in layers)
     assert [p.requires_grad for p in backend.net.parameters()] == grads
     T.train_on_samples(backend, _samples(backend), np.ones((4, N_TOKENS)), config)
