@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fmt_mean_std, print_table  # noqa: E402
+from bench.common import fmt_mean_std, print_table, write_results  # noqa: E402
 from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
 from srum_core.rounds import RoundConfig, run_round  # noqa: E402
 from srum_core.training import attach_adapter, init_adapter, reset_to_base, train_on_samples  # noqa: E402
@@ -131,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seeds}; last row: mean ± std over prompts)")  # fmt: skip
     print(print_table(["prompt", "base"] + list(args.variants), table))
     print(f"whole bench {results['wall_s']:.0f}s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"results written to {out}")
+    write_results(args.out, results)
     return 0
 
 

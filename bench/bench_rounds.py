@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fmt_mean_std, mean_std, print_table, ratio_line, timeit  # noqa: E402
+from bench.common import fmt_mean_std, mean_std, print_table, ratio_line, timeit, write_results  # noqa: E402
 from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
 from srum_core.evaluation import EvalResult, evaluate, world_prompts  # noqa: E402
 from srum_core.rewards import srum_loss  # noqa: E402
@@ -347,10 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Cost on a batch of", results["cost"]["batch"], "own samples:", results["cost"]["line"])
     print(f"SRUM variant wall time {results['srum_wall_s']:.0f}s; whole bench {results['wall_s']:.0f}s")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"results written to {out}")
+    write_results(args.out, results)
     return 0
 
 

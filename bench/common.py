@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 
 def timeit(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
@@ -51,3 +54,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_results(path: str | Path, results: dict[str, Any]) -> Path:
+    """Write a bench's results as indented JSON (folders created) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(f"results written to {out}")
+    return out
