@@ -251,6 +251,8 @@ def bench_round(backend: JanusBackend, device: torch.device, n_images: int, batc
         eval_split=None,
         n_fixed_samples=0,
     )
+    # Warm-up at the round's batch size, so its stage times are steady-state (not the process's first kernels).
+    backend.generate(PROMPTS[:1] * batch, list(range(batch)), GenerationConfig(guidance=5.0, batch_size=batch))
     reset_peak(device)
     with tempfile.TemporaryDirectory() as tmp:
         t, result = timed(device, lambda: run_round(backend, config, Path(tmp) / "run"))
