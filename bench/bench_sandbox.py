@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=3.0, help="CFG scale (default 3.0)")
     parser.add_argument("--seed", type=int, default=0, help="prompt seed and first image seed (default 0)")
     parser.add_argument("--split", default="val", choices=("val", "train"), help="prompt split (default val)")
+    parser.add_argument("--region-view", default="crop", choices=("crop", "coords", "boxes"),
+                        help="how the per-object judge is shown a region (default crop)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--save-images", type=Path, default=None, help="folder to save the generated images in")
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     print(f"import diffusers: {import_s:.2f} s; load weights: {load_s:.2f} s")
     gen = GenerationConfig(steps=args.steps, guidance=args.guidance)
-    judge = JudgeConfig(region_view="crop")
+    judge = JudgeConfig(region_view=args.region_view)
     results: dict = {"settings": vars(args) | {"json": None, "save_images": None, "weights": args.weights},
                      "load_seconds": round(load_s, 2),
                "import_seconds": round(import_s, 2), "categories": {}}
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     results["ask_head_agreement"] = ask_agree / g_total
     results["object_judge_agreement"] = o_agree / max(1, o_total)
     results["object_judgements"] = o_total
+    results["region_view"] = args.region_view
     print(f"overall referee accuracy {all_pass / all_n:.1%}")
     print(f"global judge (grounded) agrees with referee: {g_agree / g_total:.1%} ({g_total} images; {g_confusion})")
     print(f"  its <ask> head alone (global_judge='ask') agrees: {ask_agree / g_total:.1%}")
@@ -207,7 +210,8 @@ def measured_markdown(results: dict) -> str:
     lines += [
         f"| **overall** | {results['referee_accuracy_overall']:.1%} | {results['global_judge_agreement']:.1%} |",
         "",
-        f"- per-object judge (crop view, on the referee's detected boxes) agrees with the referee on "
+        f"- per-object judge ({results.get('region_view', 'crop')} view, on the referee's detected boxes) agrees "
+        f"with the referee on "
         f"{results['object_judge_agreement']:.1%} of {results['object_judgements']} objects;",
         f"- global judge confusion (t/f = agrees/disagrees, p/n = said yes/no): {results['global_judge_confusion']};",
         "- the global judge is the default `grounded` one (the `<ask>` head's P(yes), lowered for each failed check of"
