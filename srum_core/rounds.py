@@ -367,7 +367,8 @@ def select_training_set(
         gated_out = tuple(
             i for i, m in enumerate(maps) if m is not None and not reports[i].global_judgement.score > gate
         )
-    kept = tuple(i for i, m in enumerate(maps) if m is not None and i not in gated_out)
+    left_out = set(gated_out)
+    kept = tuple(i for i, m in enumerate(maps) if m is not None and i not in left_out)
     if kept:
         weights = np.stack([maps[i].token_weights for i in kept]).astype(np.float32)
     else:
@@ -719,6 +720,7 @@ def _write_run_folder(
 ) -> None:
     """Everything a round leaves behind (layout in :mod:`srum_core.runs`); ``folder`` is the staging folder."""
     (folder / IMAGES_DIR).mkdir()
+    trained_set = set(trained)
     generation_rows = []
     for index, (item, seed, sample) in enumerate(zip(items, seeds, samples)):
         sample.image.save(folder / image_file(index))
@@ -733,7 +735,7 @@ def _write_run_folder(
                 "spec": item.spec,
                 "referee_pass": referee["referee_verdicts"][index],
                 "trainable": reports[index].trainable,
-                "trained": index in trained,
+                "trained": index in trained_set,
             }
         )
     append_jsonl(folder / IMAGES_DIR / GENERATION_FILE, generation_rows)
