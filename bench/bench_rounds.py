@@ -10,6 +10,10 @@ step against one forward pass on the same batch; and a round's wall time split b
     python bench/bench_rounds.py [--model assets/tiny-umm] [--seeds 0 1 2] [--rounds 3] [--n-prompts 32]
         [--steps 20] [--variants srum sft binary global-only local-only signed lam0 area] [--quick]
 
+Beyond SRUM and its ablations, ``--variants`` takes ``gated`` / ``gated-sft`` (reward-gated rounds) and the
+``renders`` diagnostic (the same training on the world renderer's drawings); ``--round-prompts`` chooses what the
+rounds generate from (``train``, ``val-heldout``, ``eval-prompts``).
+
 Results go to ``bench/out/rounds.json`` (and the table to stdout).
 """
 
