@@ -93,7 +93,8 @@ class RoundConfig:
     ``prompts``: ``"train"`` / ``"val"`` (the sandbox world's splits), ``"t2i-compbench"`` (the shipped
     T2I-CompBench training prompts) or a path to a JSON/JSONL prompt file
     (strings, or objects with ``prompt``/``Question`` and optional ``category``/``Category``).
-    ``categories``: keep only these categories (None = all). ``n_prompts``: images generated this round.
+    ``categories``: keep only these categories (None = all). ``n_prompts``: prompts drawn this round, each
+    generated ``images_per_prompt`` times at different seeds (default 1: one image per prompt).
     ``eval_split``: world split evaluated before and after (None = no evaluation); ``eval_n_prompts`` prompts per
     category at each of ``eval_seeds``. ``n_fixed_samples``: before/after sample images at fixed prompts/seeds.
     ``gate``: None (SRUM: every image with a usable global score trains) or a threshold in [−1, 1): only images
@@ -115,6 +116,7 @@ class RoundConfig:
     eval_categories: tuple[str, ...] | None = None
     n_fixed_samples: int = 4
     gate: float | None = None
+    images_per_prompt: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompts, str) or not self.prompts:
@@ -132,6 +134,12 @@ class RoundConfig:
             raise ValueError("evaluation needs eval_n_prompts ≥ 1 and at least one eval seed (or eval_split=None)")
         if not 0 <= self.n_fixed_samples <= 64:
             raise ValueError(f"n_fixed_samples={self.n_fixed_samples}: use 0 to 64")
+        if not 1 <= self.images_per_prompt <= 1024:
+            raise ValueError(f"images_per_prompt={self.images_per_prompt}: generate 1 to 1024 images per prompt")
+        if self.n_prompts * self.images_per_prompt > 100_000:
+            raise ValueError(
+                f"{self.n_prompts} prompts × {self.images_per_prompt} images is more than 100000 images per round"
+            )
         if self.gate is not None:
             object.__setattr__(self, "gate", float(self.gate))
             if not -1.0 <= self.gate < 1.0:
@@ -528,8 +536,10 @@ def run_round(
             staging = staging_dir(out_dir)
 
         log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
-        items = sample_prompts(config.prompts, config.categories, config.n_prompts, seed)
-        fixed = _fixed_sample_items(config, items)
+        prompts = sample_prompts(config.prompts, config.categories, config.n_prompts, seed)
+        fixed = _fixed_sample_items(config, prompts)
+        # Each prompt images_per_prompt times in a row; every image gets its own seed below.
+        items = [item for item in prompts for _ in range(config.images_per_prompt)]
         # Until training, a round from the base model runs without its all-zero LoRA layers (bit-identical).
         with zero_adapter_bypassed(backend) as bypassed:
             if bypassed:
@@ -540,7 +550,7 @@ def run_round(
             seeds = [image_seed(seed, i) for i in range(len(items))]
             samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
             timings["generate"] = time.perf_counter() - t0
-            log("generated %d images from %s", len(samples), config.prompts)
+            log("generated %d images of %d prompts from %s", len(samples), len(prompts), config.prompts)
 
             t0 = time.perf_counter()
             regions = propose_regions(backend, samples, config.judge, info, cancel)

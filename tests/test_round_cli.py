@@ -59,6 +59,13 @@ def test_round_refuses_bad_input(tmp_path, prompts, capsys):
     assert not (tmp_path / "g").exists()
 
 
+def test_round_images_per_prompt(tmp_path, prompts):
+    assert main(_round_args(prompts, tmp_path / "r1", "--n-prompts", "2", "--images-per-prompt", "2")) == 0
+    assert len(read_jsonl(tmp_path / "r1" / "records.jsonl")) == 4
+    assert main(_round_args(prompts, tmp_path / "r2", "--images-per-prompt", "0")) == 2
+    assert not (tmp_path / "r2").exists()
+
+
 def test_round_with_a_gate_reports_what_it_left_out(tmp_path, prompts, capsys):
     assert main(_round_args(prompts, tmp_path / "r1", "--gate", "0")) == 0
     out = capsys.readouterr().out

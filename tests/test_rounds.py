@@ -22,7 +22,7 @@ from srum_core.rounds import (
     sample_prompts,
     select_training_set,
 )
-from srum_core.runs import read_jsonl
+from srum_core.runs import read_jsonl, read_run
 from tests.fakes import FakeBackend
 
 PROMPTS = ["a red circle", "a blue square UNREADABLE", "two green triangles", "a purple square", "a red square"]
@@ -219,6 +219,20 @@ def test_gate_trains_only_on_images_judged_above_it(tmp_path, prompt_file):
     rows = read_jsonl(run / "images" / "generation.jsonl")
     assert [i for i, row in enumerate(rows) if row["trained"]] == above
     assert f"gate g > 0: {len(above)} of 4 judged images train" in (run / "round.log").read_text()
+
+
+def test_images_per_prompt_draws_each_prompt_k_times_at_distinct_seeds(tmp_path, prompt_file):
+    with pytest.raises(ValueError, match="images_per_prompt=0"):
+        _config(prompt_file, images_per_prompt=0)
+    config = _config(prompt_file, n_prompts=2, images_per_prompt=3)
+    result = run_round(FakeBackend(), config, tmp_path / "run")
+    rows = read_jsonl(tmp_path / "run" / "images" / "generation.jsonl")
+    assert result.n_samples == 6 and len(rows) == 6
+    prompts = [row["prompt"] for row in rows]
+    assert prompts[0] == prompts[1] == prompts[2] != prompts[3] == prompts[4] == prompts[5]
+    assert len({row["seed"] for row in rows}) == 6
+    assert "generated 6 images of 2 prompts" in (tmp_path / "run" / "round.log").read_text()
+    assert read_run(tmp_path / "run").config["images_per_prompt"] == 3
 
 
 def test_select_training_set_gate_needs_reports():

@@ -124,6 +124,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eval-n-prompts", type=int, default=4, help="evaluation prompts per category (default 4)")
     p.add_argument("--eval-seeds", type=int, default=1, help="evaluation seeds 0..K-1 (default 1)")
     p.add_argument(
+        "--images-per-prompt",
+        type=int,
+        default=1,
+        metavar="K",
+        help="images generated (at different seeds) and judged per drawn prompt (default 1)",
+    )
+    p.add_argument(
         "--gate",
         type=float,
         default=None,
@@ -197,6 +204,7 @@ def _round_config(args: argparse.Namespace) -> Any:
         eval_n_prompts=args.eval_n_prompts,
         eval_seeds=tuple(range(args.eval_seeds)),
         gate=args.gate,
+        images_per_prompt=args.images_per_prompt,
     )
 
 
