@@ -97,7 +97,8 @@ def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
     meta = _read_config_json(run_dir)
     lora = adapter.get("srum_kind") == "lora"
     summary = info.summary
-    prompts = [row["prompt"] for row in read_jsonl(run_dir / IMAGES_DIR / GENERATION_FILE)]
+    # Each prompt once, in order (a round may draw each prompt several times: images_per_prompt).
+    prompts = list(dict.fromkeys(row["prompt"] for row in read_jsonl(run_dir / IMAGES_DIR / GENERATION_FILE)))
 
     front = ["---", "tags:", "- srum", "- self-rewarding", "- text-to-image", "- unified-multimodal-model"]
     if lora:
@@ -120,7 +121,8 @@ def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
         f"| round | {info.round_index}"
         + (f" (resumed from `{Path(str(info.resumed_from)).name}`)" if info.resumed_from else " (from the base model)")
         + " |",
-        f"| prompts | `{cfg['prompts']}`, categories {cfg.get('categories') or 'all'}, {cfg['n_prompts']} images |",
+        f"| prompts | `{cfg['prompts']}`, categories {cfg.get('categories') or 'all'}, {cfg['n_prompts']} prompts × "
+        f"{cfg.get('images_per_prompt', 1)} image(s) |",
         f"| seed | {cfg['seed']} |",
         f"| generation | {generation['steps']} steps, guidance {generation['guidance']} |",
         f"| judge | self-judge, region view `{judge['region_view']}`, up to {judge['max_regions']} regions from "

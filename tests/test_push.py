@@ -125,3 +125,16 @@ def test_model_card_of_a_gated_round_counts_what_the_gate_left_out(tmp_path):
     assert f"trained on: {result.n_trained};" in card
     assert f"left out by the gate (global score ≤ 0.0): {gated}" in card
     assert result.n_trained + gated + 1 == 4
+
+
+def test_model_card_lists_each_prompt_once_when_drawn_several_times(tmp_path):
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps(["a red circle", "a blue square"]))
+    config = RoundConfig(
+        prompts=str(prompts), n_prompts=2, images_per_prompt=3, seed=2, generation=GenerationConfig(steps=2),
+        training=TrainingConfig(steps=1, lora_rank=4), eval_split=None, n_fixed_samples=0,
+    )  # fmt: skip
+    run_round(FakeBackend(), config, tmp_path / "run")
+    card = build_model_card(tmp_path / "run", "me/srum-k")
+    assert card.count("- a red circle") == 1 and card.count("- a blue square") == 1
+    assert "2 prompts × 3 image(s)" in card
