@@ -16,6 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from srum_core.runs import read_run
 from workbench.app import build_demo
 from workbench.state import Engine
 from workbench.tabs import ENGINE_QUEUE
@@ -218,6 +219,23 @@ def test_round_with_zero_prompts_is_refused_and_nothing_changes(client):
     with pytest.raises(AppError, match="at least one prompt"):
         train(client, n_prompts=0)
     assert len(history_rows(client)) == 1
+
+
+def test_round_with_images_per_prompt_and_a_gate(served, client):
+    engine, _, _ = served
+    with pytest.raises(AppError, match="not a number"):
+        train(client, images_per_prompt=1, gate="high")
+    with pytest.raises(AppError, match=r"gate=1.5"):
+        train(client, images_per_prompt=1, gate="1.5")
+    with pytest.raises(AppError, match="more than this UI generates"):
+        train(client, n_prompts=200, images_per_prompt=2, gate="")
+    assert len(history_rows(client)) == 1  # refused rounds change nothing
+    status, *_plots, history, _undo = train(client, images_per_prompt=2, gate="0")
+    assert "Round 1 done" in status
+    info = read_run(engine.runs_root / history["data"][1][1])
+    assert info.config["images_per_prompt"] == 2 and info.config["gate"] == 0.0
+    assert info.summary["n_samples"] == 4
+    assert info.summary["n_trained"] + info.summary["n_gated_out"] == info.summary["n_trainable"]
 
 
 def test_malformed_jsonl_import_is_refused_and_a_partly_bad_one_keeps_the_good_lines(served, client, tmp_path):

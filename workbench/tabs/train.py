@@ -115,6 +115,16 @@ def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _parse_gate(gate: float | str | None) -> float | None:
+    """The gate field: empty → None (no gate), else a number (RoundConfig checks its range)."""
+    if gate is None or (isinstance(gate, str) and not gate.strip()):
+        return None
+    try:
+        return float(gate)
+    except ValueError:
+        raise ValueError(f"gate {gate!r} is not a number: leave it empty, or give e.g. 0 or 0.9") from None
+
+
 def build_round_config(
     backend: Any,
     prompt_set: str,
@@ -129,6 +139,8 @@ def build_round_config(
     seed: float | None,
     gen_steps: float,
     eval_prompts: float = 0,
+    images_per_prompt: float | None = 1,
+    gate: float | str | None = None,
 ) -> Any:
     """The engine's RoundConfig from the tab's inputs; raises ValueError with a fix for bad values."""
     from srum_core.rounds import RoundConfig
@@ -138,6 +150,13 @@ def build_round_config(
         raise ValueError("a round needs at least one prompt: set 'Prompts' to 1 or more")
     if n > MAX_PROMPTS:
         raise ValueError(f"{n} prompts is more than this UI runs in one round ({MAX_PROMPTS}); use the CLI for more")
+    k = int(images_per_prompt or 1)
+    if k < 1:
+        raise ValueError("'Images per prompt' must be 1 or more")
+    if n * k > MAX_PROMPTS:
+        raise ValueError(
+            f"{n} prompts × {k} images is more than this UI generates in one round ({MAX_PROMPTS}); use the CLI"
+        )
     if int(steps) > MAX_STEPS:
         raise ValueError(f"{int(steps)} steps is more than this UI runs in one round ({MAX_STEPS}); use the CLI")
     if seed is None:
@@ -166,6 +185,8 @@ def build_round_config(
         eval_split="val" if n_eval > 0 else None,
         eval_n_prompts=max(n_eval, 1),
         n_fixed_samples=2,
+        images_per_prompt=k,
+        gate=_parse_gate(gate),
     )
 
 
@@ -188,6 +209,12 @@ def build(engine: Engine, state: Any) -> None:
             eval_prompts = gr.Number(
                 label="Evaluation prompts per category before/after (0 = none)", value=1, precision=0,
                 elem_id="train-eval",
+            )
+            images_per_prompt = gr.Number(label="Images per prompt (each at its own seed)", value=1, precision=0)
+            gate = gr.Textbox(
+                label="Gate: train only on images whose global score exceeds this, in [-1, 1) (empty = SRUM: every "
+                "image trains)",
+                value="",
             )
             with gr.Row():
                 run = gr.Button("Run round", variant="primary", elem_id="train-run")
@@ -221,14 +248,16 @@ def build(engine: Engine, state: Any) -> None:
     def train_round(
         set_name: str, file_path: str | None, picked: list[str] | None, n: float, k_steps: float, gen_k: float,
         rate: float, lam_value: float, mode: str, rank: float, seed_value: float | None, n_eval: float,
+        k_images: float | None, gate_value: str | None,
         session: Any, request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects it
     ):
         from srum_core.rounds import run_round
 
         session = ensure_session(session)
         config = build_round_config(
-            backend, set_name, file_path, picked, n, k_steps, rate, lam_value, mode, rank, seed_value, gen_k, n_eval
-        )
+            backend, set_name, file_path, picked, n, k_steps, rate, lam_value, mode, rank, seed_value, gen_k, n_eval,
+            k_images, gate_value,
+        )  # fmt: skip
         index = 1 + (0 if session.history is None else session.history.current)
         out_dir = engine.runs_root / "ui" / session.session_id / f"round-{index:02d}-{time.strftime('%Y%m%d-%H%M%S')}"
         events: queue.Queue = queue.Queue()
@@ -328,7 +357,7 @@ def build(engine: Engine, state: Any) -> None:
     run.click(
         train_round,
         [prompt_set, prompts_file, category_pick, n_prompts, steps, gen_steps, lr, lam, map_mode, lora_rank, seed, eval_prompts,
-         state],
+         images_per_prompt, gate, state],
         outputs,
         api_name="train_round",
         concurrency_id=ENGINE_QUEUE,
