@@ -22,7 +22,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_rounds import render_round  # noqa: E402
 from bench.common import fmt_mean_std, print_table, write_results  # noqa: E402
 from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
 from srum_core.rounds import RoundConfig, run_round  # noqa: E402
-from srum_core.training import attach_adapter, init_adapter, reset_to_base, train_on_samples  # noqa: E402
-from srum_core.types import Sample  # noqa: E402
+from srum_core.training import reset_to_base  # noqa: E402
 
 VARIANTS = ("srum", "sft", "gated", "renders")
 EVAL_SEED_BASE = 1_000_000  # evaluation image seeds, far from the rounds' own
@@ -67,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from srum_core.backends.sandbox import load_sandbox
     from srum_core.evaluation import world_prompts
-    from srum_core.world.render import render_spec
     from srum_core.world.spec import PromptSpec
 
     backend = load_sandbox(args.model, device="cpu")
@@ -93,20 +91,14 @@ def main(argv: list[str] | None = None) -> int:
                     reset_to_base(backend)
                     training = TrainingConfig(steps=args.steps, lr=args.lr, lam=0.5, batch_size=8, lora_rank=8)
                     trained, right = args.images, None
+                    config = RoundConfig(
+                        prompts=str(prompt_file), n_prompts=args.images, seed=seed, generation=generation,
+                        reward=RewardConfig(mode="released" if name in ("srum", "gated") else "sft"),
+                        training=training, eval_split=None, n_fixed_samples=0, gate=0.0 if name == "gated" else None,
+                    )  # fmt: skip
                     if name == "renders":
-                        rng = np.random.default_rng(seed)
-                        samples = [Sample(prompt=item.text, seed=i, image=render_spec(spec, rng)[0])
-                                   for i in range(args.images)]  # fmt: skip
-                        attach_adapter(backend, training)
-                        init_adapter(backend, seed)
-                        weights = np.ones((len(samples), 64), dtype=np.float32)
-                        train_on_samples(backend, samples, weights, replace(training, seed=seed))
+                        render_round(backend, config, fresh=True)
                     else:
-                        config = RoundConfig(
-                            prompts=str(prompt_file), n_prompts=args.images, seed=seed, generation=generation,
-                            reward=RewardConfig(mode="sft" if name == "sft" else "released"), training=training,
-                            eval_split=None, n_fixed_samples=0, gate=0.0 if name == "gated" else None,
-                        )  # fmt: skip
                         result = run_round(backend, config, None)
                         trained = result.n_trained
                         right = result.summary.get("trained_referee_accuracy")
