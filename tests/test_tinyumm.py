@@ -255,3 +255,21 @@ def test_bf16_autocast_step_matches_float32_closely():
     assert low.shape == ref.shape and torch.isfinite(low).all()
     assert float((low - ref).abs().max()) < 0.05 * float(ref.abs().max())
     assert not torch.equal(low, ref)  # the matmuls really ran in bf16
+
+
+def test_train_cli_passes_architecture_batch_device_and_pool_flags(tmp_path):
+    from srum_core.tinyumm.train import main
+
+    out = tmp_path / "m"
+    rc = main(["--tiny", "--out", str(out), "--device", "cpu", "--gen-batch", "3", "--und-batch", "2",
+               "--d-model", "24", "--n-layers", "1", "--timestep-shift", "2.0", "--pool-size", "10",
+               "--codec-steps", "2", "--steps", "2"])
+    assert rc == 0
+    config = json.loads((out / "training_config.json").read_text())
+    assert (config["device"], config["gen_batch"], config["und_batch"]) == ("cpu", 3, 2)
+    assert (config["d_model"], config["n_layers"], config["timestep_shift"]) == (24, 1, 2.0)
+    assert (config["pool"]["size"], config["codec_steps"], config["steps"]) == (10, 2, 2)
+    model = TinyUMM.from_pretrained(out)
+    assert (model.config.d_model, model.config.n_layers, model.config.flow_shift) == (24, 1, 2.0)
+    with pytest.raises(SystemExit):  # refuses to overwrite weights without --force
+        main(["--tiny", "--out", str(out)])

@@ -93,6 +93,10 @@ class TrainRunConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Continue from these weights (a folder written by this script) instead of a fresh init (a second phase).
     init_from: str | None = None
+    #: Where the model trains: "cpu" (the shipped weights' budget: 2 CPU threads) or a torch device such as
+    #: "cuda" for quick experiments. Randomness is drawn on the CPU either way, so the data and noise streams
+    #: are the same; the arithmetic (and so the weights) differ between devices.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -154,8 +158,9 @@ def train_codec(model, pool: WorldPool, config: TrainRunConfig, gen: torch.Gener
         for group in opt.param_groups:
             group["lr"] = warm * config.codec_lr * 0.5 * (1 + np.cos(np.pi * step / config.codec_steps))
         _, x = pool.generation_batch(config.codec_batch)
+        x = x.to(config.device)
         z = codec.encoder(x)
-        y = codec.decoder(z + config.codec_latent_noise * torch.randn(z.shape, generator=gen))
+        y = codec.decoder(z + config.codec_latent_noise * torch.randn(z.shape, generator=gen).to(config.device))
         loss = (y - x).abs().mean() + F.mse_loss(y, x) + 1e-3 * z.pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,7 +177,7 @@ def train_codec(model, pool: WorldPool, config: TrainRunConfig, gen: torch.Gener
                     f.write(json.dumps(metrics) + "\n")
     with torch.no_grad():
         _, x = pool.generation_batch(256)
-        z = codec.encoder(x)
+        z = codec.encoder(x.to(config.device))
         codec.latent_mean.copy_(z.mean(dim=(0, 2, 3)))
         codec.latent_std.copy_(z.std(dim=(0, 2, 3)).clamp(min=1e-3))
     codec.eval().requires_grad_(False)
@@ -194,31 +199,37 @@ def training_step(model, tokenizer, pool: WorldPool, config: TrainRunConfig, gen
 
     patch = model.config.patch_size
     bg, bu = config.gen_batch, config.und_batch
+    dev = torch.device(config.device)
     texts_g, x0_img = pool.generation_batch(bg)
     drop = torch.rand(bg, generator=gen) < config.cond_dropout
     texts_g = ["" if d else s for s, d in zip(texts_g, drop.tolist())]
     # The frozen codec always runs in float32, also under the trunk's bf16 autocast: its latents are the targets.
-    with torch.no_grad(), torch.autocast("cpu", enabled=False):
-        x0 = model.encode_images(x0_img)  # (Bg, N, P)
-    t = flow_timesteps(bg, gen, config.timestep_shift)  # (Bg,)
-    eps = torch.randn(x0.shape, generator=gen)
+    with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+        x0 = model.encode_images(x0_img.to(dev))  # (Bg, N, P)
+    # Random numbers come from the CPU generator on every device (one stream per seed), then move.
+    t = flow_timesteps(bg, gen, config.timestep_shift).to(dev)  # (Bg,)
+    eps = torch.randn(x0.shape, generator=gen).to(dev)
     xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
     target = eps - x0
 
     und = pool.understanding_batch(bu, patch, gen)
+    und = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in und.items()}
     ids, mask = tokenizer.encode(texts_g + und["texts"])
-    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+    ids, mask = ids.to(dev), mask.to(dev)
+    with torch.no_grad(), torch.autocast(dev.type, enabled=False):
         und_tokens = model.encode_images(und["images"])
         if model.codec is not None and config.und_latent_p > 0:
             # Some images as a generation would look: the latent slightly off, then decoded and re-read.
-            pick = torch.rand(bu, generator=gen) < config.und_latent_p
+            pick = (torch.rand(bu, generator=gen) < config.und_latent_p).to(dev)
             if bool(pick.any()):
-                tn = (0.02 + 0.2 * torch.rand(int(pick.sum()), generator=gen))[:, None, None]
-                noisy = (1 - tn) * und_tokens[pick] + tn * torch.randn(und_tokens[pick].shape, generator=gen)
+                n_pick = int(pick.sum())
+                tn = (0.02 + 0.2 * torch.rand(n_pick, generator=gen))[:, None, None].to(dev)
+                noise = torch.randn(und_tokens[pick].shape, generator=gen).to(dev)
+                noisy = (1 - tn) * und_tokens[pick] + tn * noise
                 und_tokens[pick] = model.encode_images(model.decode_tokens(noisy))
     patches = torch.cat([xt, und_tokens])
-    tt = torch.cat([t, torch.zeros(bu)])
-    mode = torch.cat([torch.zeros(bg, dtype=torch.long), torch.ones(bu, dtype=torch.long)])
+    tt = torch.cat([t, torch.zeros(bu, device=dev)])
+    mode = torch.cat([torch.zeros(bg, dtype=torch.long), torch.ones(bu, dtype=torch.long)]).to(dev)
     out = model(ids, mask, patches, tt, mode)
 
     gen_loss = F.mse_loss(out["velocity"][:bg], target)
@@ -262,6 +273,8 @@ def learning_rate(config: TrainRunConfig, step: int) -> float:
 def _save(model, out: Path) -> None:
     """Save via a temporary folder and rename file by file, so a reader never sees half a checkpoint."""
     tmp = out / ".partial"
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).to("cpu")
     model.save_pretrained(tmp, safe_serialization=True)
     for f in tmp.iterdir():
         f.replace(out / f.name)
@@ -274,8 +287,8 @@ def samples_grid(model, tokenizer, prompts: list[str], seeds: list[int], steps: 
 
     from .model import sample_patches
 
-    patches = sample_patches(model, tokenizer, prompts, seeds, steps, guidance)
-    imgs = tensor_to_uint8(model.decode_tokens(patches))
+    patches = sample_patches(model, tokenizer, prompts, seeds, steps, guidance)  # on the CPU
+    imgs = tensor_to_uint8(model.decode_tokens(patches.to(next(model.parameters()).device)))
     s, cols = model.config.image_size, 4
     rows = (len(imgs) + cols - 1) // cols
     grid = Image.new("RGB", (cols * (s + 2) + 2, rows * (s + 2) + 2), (255, 255, 255))
@@ -312,6 +325,7 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
     pool = WorldPool(config.pool, seed=config.seed)
     logger.info("pool of %d entries rendered in %.1fs", config.pool.size, time.monotonic() - started)
     model, tokenizer = build_model(config)
+    model.to(config.device)
     previous = None
     if config.init_from is not None:
         from .model import TinyUMM
@@ -324,6 +338,7 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
         }:
             raise ValueError(f"--init-from {config.init_from}: its architecture differs from this run's config")
         model.load_state_dict(start.state_dict())
+        model.to(config.device)
         prev_path = Path(config.init_from) / "train_summary.json"
         previous = json.loads(prev_path.read_text()) if prev_path.is_file() else None
     n_params = sum(p.numel() for p in model.parameters())
@@ -351,7 +366,7 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast(torch.device(config.device).type, dtype=torch.bfloat16, enabled=config.bf16):
             loss, m = training_step(model, tokenizer, pool, config, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -513,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w-yes", type=float, default=None, help="weight of the yes/no loss")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps")
+    parser.add_argument("--device", default=None, help="torch device to train on (default cpu; e.g. cuda for experiments)")
+    parser.add_argument("--codec-steps", type=int, default=None, help="optimiser steps of the latent codec phase")
+    parser.add_argument("--d-model", type=int, default=None, help="trunk width")
+    parser.add_argument("--n-layers", type=int, default=None, help="trunk depth")
+    parser.add_argument("--timestep-shift", type=float, default=None, help="shift of the logit-normal training timesteps")
+    parser.add_argument("--pool-size", type=int, default=None, help="rendered pool entries (default 2500)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", default=None,
                         help="train in float32 (default: bf16 autocast for the trunk's matmuls)")
     args = parser.parse_args(argv)
@@ -523,9 +544,12 @@ def main(argv: list[str] | None = None) -> int:
         changes["minutes"] = args.minutes
     if args.steps is not None:
         changes["steps"] = args.steps
-    for name in ("threads", "init_from", "gen_batch", "und_batch", "w_yes", "lr", "warmup_steps", "bf16"):
+    for name in ("threads", "init_from", "gen_batch", "und_batch", "w_yes", "lr", "warmup_steps", "bf16", "device",
+                 "codec_steps", "d_model", "n_layers", "timestep_shift"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.pool_size is not None:
+        changes["pool"] = replace(config.pool, size=args.pool_size)
     config = replace(config, **changes)
     out = Path(args.out)
     if (out / "config.json").exists() and not args.force and args.init_from != args.out:
