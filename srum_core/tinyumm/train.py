@@ -337,8 +337,7 @@ def train(config: TrainRunConfig, out: str | Path, callback=None) -> dict:
             k: (list(v) if isinstance(v, tuple) else v) for k, v in theirs.items()
         }:
             raise ValueError(f"--init-from {config.init_from}: its architecture differs from this run's config")
-        model.load_state_dict(start.state_dict())
-        model.to(config.device)
+        model.load_state_dict(start.state_dict())  # copies into the parameters already on config.device
         prev_path = Path(config.init_from) / "train_summary.json"
         previous = json.loads(prev_path.read_text()) if prev_path.is_file() else None
     n_params = sum(p.numel() for p in model.parameters())
