@@ -54,9 +54,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        _shut_down_process_group()
         project.removeHandler(handler)
         project.setLevel(saved[0])
         project.propagate = saved[1]
+
+
+def _shut_down_process_group() -> None:
+    """Leave a multi-process launch cleanly: a process group still alive at interpreter exit can abort the
+    process ("terminate called without an active exception") while its gloo threads are torn down."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 class _LowercaseLevelFormatter(logging.Formatter):

@@ -111,10 +111,16 @@ def test_save_and_reload_reproduce_outputs(tmp_path):
     assert (tmp_path / "config.json").is_file()
     assert json.loads((tmp_path / "config.json").read_text())["vocab"] == list(tok.vocab)
     again = TinyUMM.from_pretrained(str(tmp_path)).eval()
+    # Bit-exactness is the contract for the saved state; outputs may differ in the last bits because the
+    # reloaded tensors can have another memory layout, which changes the kernels' summation order.
+    saved, loaded = model.state_dict(), again.state_dict()
+    assert saved.keys() == loaded.keys()
+    for key in saved:
+        assert torch.equal(saved[key], loaded[key]), key
     ids, mask = tok.encode(["a blue square"])
     args = (ids, mask, torch.randn(1, 64, 192), torch.tensor([0.5]), torch.tensor([0]))
     with torch.no_grad():
-        assert torch.equal(model(*args)["velocity"], again(*args)["velocity"])
+        torch.testing.assert_close(model(*args)["velocity"], again(*args)["velocity"], rtol=1e-5, atol=1e-5)
 
 
 def test_sampling_is_seeded_and_independent_of_batch_company():
