@@ -12,7 +12,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-BACKENDS = ("sandbox", "janus-pro-1b", "janus-pro-7b", "janus:<hub id or local folder>")
+BACKENDS = (
+    "sandbox",
+    "janus-pro-1b",
+    "janus-pro-7b",
+    "janus:<hub id or local folder>",
+    "bagel",
+    "bagel:<hub id or local folder>",
+)
 
 
 def load_backend(name: str, device: str = "auto") -> Any:

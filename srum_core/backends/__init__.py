@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Names accepted by ``--backend``; ``janus`` needs a model id or path (``--model``, or ``janus:<id>``).
-BACKENDS: tuple[str, ...] = ("sandbox", "janus", "janus-pro-1b", "janus-pro-7b")
+#: Names accepted by ``--backend``; ``janus`` needs a model id or path (``--model``, or ``janus:<id>``);
+#: ``bagel`` loads BAGEL-7B-MoT unless given other weights (``bagel:<id or folder>`` or ``--model``).
+BACKENDS: tuple[str, ...] = ("sandbox", "janus", "janus-pro-1b", "janus-pro-7b", "bagel")
 
 
 def split_backend_name(name: str, model: str | None = None) -> tuple[str, str | None]:
-    """``"janus:ID"`` → ``("janus", "ID")``; other names pass through with ``model``."""
-    if name.lower().startswith("janus:"):
-        return "janus", name.split(":", 1)[1] or model
+    """``"janus:ID"`` → ``("janus", "ID")``, ``"bagel:ID"`` → ``("bagel", "ID")``; other names pass through."""
+    for kind in ("janus", "bagel"):
+        if name.lower().startswith(kind + ":"):
+            return kind, name.split(":", 1)[1] or model
     return name.lower(), model
 
 
@@ -34,7 +36,14 @@ def load_backend(name: str, device: str = "auto", model: str | None = None) -> A
                 "backend 'janus' needs a model: --model HUB_ID_OR_PATH (or use janus-pro-1b / janus-pro-7b)"
             )
         return load_janus(model or kind, device=device)
-    raise ValueError(f"backend {name!r} is unknown; choose one of {', '.join(BACKENDS)} (or janus:<hub id or folder>)")
+    if kind == "bagel":
+        from .bagel import DEFAULT_MODEL, load_bagel
+
+        return load_bagel(model or DEFAULT_MODEL, device=device)
+    raise ValueError(
+        f"backend {name!r} is unknown; choose one of {', '.join(BACKENDS)} (or janus:<hub id or folder>, "
+        "bagel:<hub id or folder>)"
+    )
 
 
 def cpu_warning(name: str, device: str = "auto", model: str | None = None) -> str | None:
@@ -44,4 +53,8 @@ def cpu_warning(name: str, device: str = "auto", model: str | None = None) -> st
         from .janus import janus_cpu_warning
 
         return janus_cpu_warning(model or kind, device)
+    if kind == "bagel":
+        from .bagel import DEFAULT_MODEL, bagel_cpu_warning
+
+        return bagel_cpu_warning(model or DEFAULT_MODEL, device)
     return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,14 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images generated per batch (default 16)")
 
 
-def _generation(args: argparse.Namespace) -> Any:
+def _generation(args: argparse.Namespace, backend: Any = None) -> Any:
+    """The generation settings the flags ask for; flags left unset take the backend's own defaults where it has
+    them (``generation_defaults``, e.g. BAGEL's 50 steps and CFG 4 as SRUM), else GenerationConfig's."""
     from ..config import GenerationConfig
 
     base = GenerationConfig(device=args.device, batch_size=args.batch_size)
-    changes = {}
+    own = getattr(backend, "generation_defaults", None) or {}
+    changes = {k: own[k] for k in ("steps", "guidance") if k in own}
     if args.gen_steps is not None:
         changes["steps"] = args.gen_steps
     if args.guidance is not None:
@@ -227,6 +231,7 @@ def run_round_command(args: argparse.Namespace) -> int:
     config = _round_config(args)
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
     backend = load_backend(args.backend, args.device, args.model)
+    config = replace(config, generation=_generation(args, backend))
     progress = TqdmProgress() if info.is_main else None
     try:
         result = run_round(backend, config, args.out, resume=args.resume, callback=progress)
@@ -285,7 +290,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
             args.category,
             seeds=list(range(args.seed, args.seed + args.n_seeds)),
             n_prompts=args.n_prompts,
-            generation=_generation(args),
+            generation=_generation(args, backend),
             callback=progress,
             info=info,
         )

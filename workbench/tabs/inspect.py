@@ -85,7 +85,8 @@ def build(engine: Engine, state: Any) -> InspectTab:
     backend = engine.backend
     examples = engine_inspect.example_prompts(backend)
     source_names = [*backend.box_sources(), engine_inspect.USER_BOX_SOURCE]
-    gen_default = GenerationConfig()
+    # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
+    gen_default = GenerationConfig(**getattr(backend, "generation_defaults", {}))
 
     with gr.Row():
         with gr.Column(scale=1):
@@ -302,7 +303,12 @@ def _fmt(score: float | None) -> str:
 
 
 def _transcript(result: Any) -> str:
-    parts = [f"[global] {result.global_judgement.question}\n{result.global_judgement.raw_text}"]
+    parts = []
+    settings = getattr(result.sample, "settings", None) or {}
+    if settings.get("plan"):
+        # Think mode: what the model planned before drawing (BAGEL writes it inside <think>…</think>).
+        parts.append(f"[plan, {settings.get('mode', 'think')} mode]\n{settings['plan']}")
+    parts.append(f"[global] {result.global_judgement.question}\n{result.global_judgement.raw_text}")
     for index, judgement in enumerate(result.region_judgements, start=1):
         parts.append(f"[region {index}: {judgement.object_name}] {judgement.question}\n{judgement.raw_text}")
     return "\n\n".join(parts)
