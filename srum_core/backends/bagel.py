@@ -644,9 +644,15 @@ def init_random_(model: BagelModel, seed: int = 0, std: float = 0.02) -> BagelMo
 
 
 def build_model(arch: BagelArchitecture, device: torch.device, dtype: torch.dtype) -> BagelModel:
-    """An uninitialised model allocated directly on ``device`` in ``dtype`` (built on the meta device first)."""
-    with torch.device("meta"):
-        model = BagelModel(arch)
+    """An uninitialised model allocated directly on ``device`` in ``dtype`` (built on the meta device first, in
+    ``dtype``, so a 14B-parameter model never exists in fp32 on the way)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"):
+            model = BagelModel(arch)
+    finally:
+        torch.set_default_dtype(previous)
     model.to_empty(device=device)
     model.to(dtype)
     reset_nonpersistent_buffers(model)
