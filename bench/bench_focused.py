@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_rounds import render_round  # noqa: E402
 from bench.common import fmt_mean_std, print_table, write_results  # noqa: E402
+from srum_core.adapters import reset_to_base  # noqa: E402
 from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
 from srum_core.rounds import RoundConfig, run_round  # noqa: E402
-from srum_core.training import reset_to_base  # noqa: E402
 
 VARIANTS = ("srum", "sft", "gated", "renders")
 EVAL_SEED_BASE = 1_000_000  # evaluation image seeds, far from the rounds' own

@@ -36,16 +36,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fmt_mean_std, mean_std, print_table, ratio_line, timeit, write_results  # noqa: E402
+from srum_core.adapters import attach_adapter, reset_to_base, trainable_parameters  # noqa: E402
 from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
 from srum_core.evaluation import EvalResult, evaluate, world_prompts  # noqa: E402
 from srum_core.rewards import srum_loss  # noqa: E402
 from srum_core.rounds import RoundConfig, run_round  # noqa: E402
-from srum_core.training import (  # noqa: E402
-    attach_adapter,
-    make_optimizer,
-    reset_to_base,
-    trainable_parameters,
-)
+from srum_core.training import make_optimizer  # noqa: E402
 
 #: name → (reward map mode, grid, λ override or None, whether it runs as many rounds as SRUM, gate or None).
 #: ``gated`` / ``gated-sft``: reward-gated rounds (only images the self-judge accepts, g > 0, train), with SRUM's
@@ -135,8 +131,9 @@ def measure_cost(backend: Any, samples: list, lr: float, lam: float, rank: int) 
 
 def render_round(backend: Any, config: RoundConfig, fresh: bool) -> dict[str, Any]:
     """The ``renders`` diagnostic: ``config``'s training on clean renders of its prompts (uniform weights)."""
+    from srum_core.adapters import init_adapter
     from srum_core.rounds import sample_prompts
-    from srum_core.training import init_adapter, train_on_samples
+    from srum_core.training import train_on_samples
     from srum_core.types import Sample
     from srum_core.world.prompts import parse_prompt
     from srum_core.world.render import render_spec

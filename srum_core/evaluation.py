@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .adapters import zero_adapter_bypassed
 from .config import GenerationConfig, JudgeConfig
-from .protocol import ProgressCallback, ProgressEvent
-from .training import Cancelled, ProcessInfo, gather_objects, process_info, shard, zero_adapter_bypassed
+from .distributed import ProcessInfo, gather_objects, process_info, shard
+from .protocol import Cancelled, ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
 

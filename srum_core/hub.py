@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .adapters import read_adapter_config
 from .runs import (
     ADAPTER_DIR,
     CONFIG_FILE,
@@ -31,7 +32,6 @@ from .runs import (
     read_jsonl,
     read_run,
 )
-from .training import read_adapter_config
 
 logger = logging.getLogger(__name__)
 

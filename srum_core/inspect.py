@@ -309,7 +309,7 @@ def inspect_prompt(
     callback: ProgressCallback | None = None,
 ) -> InspectResult:
     """Generate one image for ``prompt`` at ``seed`` and score it (see the module docstring)."""
-    from .training import zero_adapter_bypassed
+    from .adapters import zero_adapter_bypassed
 
     with zero_adapter_bypassed(backend):  # after an undo to the base model, its all-zero LoRA adds nothing
         sample = generate_one(backend, prompt, seed, generation, callback)

@@ -34,6 +34,10 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
+class Cancelled(Exception):
+    """Raised by a long engine call when its ``cancel`` event is set; the caller restores the previous state."""
+
+
 @runtime_checkable
 class UnifiedModel(Protocol):
     """A model that both generates images and judges them with its own understanding path.

@@ -32,9 +32,19 @@ from typing import Any
 
 import numpy as np
 
+from .adapters import (
+    attach_adapter,
+    init_adapter,
+    read_adapter_config,
+    restore_adapter,
+    save_adapter,
+    snapshot_adapter,
+    zero_adapter_bypassed,
+)
 from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
+from .distributed import ProcessInfo, barrier, gather_objects, process_info, shard
 from .evaluation import EvalResult, PromptItem, evaluate, image_seed, world_prompts, world_referee
-from .protocol import ProgressCallback, ProgressEvent
+from .protocol import Cancelled, ProgressCallback, ProgressEvent
 from .records import scoring_record_from_report, training_record_from_report, write_jsonl
 from .rewards import build_reward_map
 from .runs import (
@@ -56,24 +66,7 @@ from .runs import (
     staging_dir,
     write_json,
 )
-from .training import (
-    Cancelled,
-    ProcessInfo,
-    TrainResult,
-    adapter_kind,
-    adapter_state,
-    attach_adapter,
-    barrier,
-    gather_objects,
-    init_adapter,
-    load_adapter_state,
-    process_info,
-    reset_to_base,
-    save_adapter,
-    shard,
-    train_on_samples,
-    zero_adapter_bypassed,
-)
+from .training import TrainResult, train_on_samples
 from .types import Region, RewardMap, RewardReport, Sample
 
 logger = logging.getLogger(__name__)
@@ -516,14 +509,15 @@ def run_round(
         out_dir = Path(out_dir)
         if out_dir.exists():
             raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
-    # What the backend carried when called: restored exactly if the round does not complete.
-    entry_state = adapter_state(backend) if adapter_kind(backend) is not None else None
+    # What the backend carried when called: restored exactly (rank included) if the round does not complete.
+    entry = snapshot_adapter(backend)
     staging = None
     try:
         # Starting state: the resumed round's adapter, or the base model.
         round_index = 1
         previous_eval = None
         if resume is not None:
+            _check_resumable(resume, training)
             resumed = load_run(resume, backend)
             round_index = resumed.round_index + 1
             previous_eval = resumed.eval
@@ -661,10 +655,7 @@ def run_round(
         barrier(info)
     except BaseException:
         # Undo everything this round did to the backend, and leave no folder behind.
-        if entry_state is None:
-            reset_to_base(backend)
-        else:
-            load_adapter_state(backend, entry_state)
+        restore_adapter(backend, entry)
         discard_run(staging)
         raise
     return RoundResult(
@@ -681,6 +672,25 @@ def run_round(
         eval_before=eval_before,
         eval_after=eval_after,
     )
+
+
+def _check_resumable(resume: str | os.PathLike[str], training: TrainingConfig) -> None:
+    """Refuse to continue a run's adapter with another adapter shape (it cannot keep training as another rank)."""
+    saved = TrainingConfig(**read_adapter_config(read_run(resume).adapter_dir)["training"])
+    if saved.full_finetune != training.full_finetune:
+        kinds = {True: "full fine-tuning", False: "LoRA"}
+        raise ValueError(
+            f"run {resume} trained with {kinds[saved.full_finetune]}; a {kinds[training.full_finetune]} round cannot "
+            "continue it (match full_finetune, or start from the base model)"
+        )
+    if not training.full_finetune and (
+        saved.lora_rank != training.lora_rank or saved.effective_lora_alpha != training.effective_lora_alpha
+    ):
+        raise ValueError(
+            f"run {resume} has a LoRA adapter of rank {saved.lora_rank} (alpha {saved.effective_lora_alpha}) but "
+            f"the round asks for rank {training.lora_rank} (alpha {training.effective_lora_alpha}); resume with the "
+            "same rank or start from the base model"
+        )
 
 
 def _evaluate(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .training import load_adapter, reset_to_base
+from .adapters import load_adapter, reset_to_base
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "round.log"

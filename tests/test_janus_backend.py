@@ -274,7 +274,7 @@ def test_janus_drives_the_round_engine_unchanged(janus_dir, tmp_path):
     """srum_core.rounds.run_round on the tiny Janus: generate → propose → judge → map → LoRA → run folder."""
     import json
 
-    from srum_core import training as T
+    from srum_core import adapters as A
     from srum_core.config import TrainingConfig
     from srum_core.rounds import RoundConfig, run_round
 
@@ -294,6 +294,6 @@ def test_janus_drives_the_round_engine_unchanged(janus_dir, tmp_path):
     )
     result = run_round(backend, config, tmp_path / "run")
     assert result.n_samples == 3 and result.n_trained == 3 and result.train.steps == 2
-    assert T.adapter_kind(backend) == "lora"
-    assert any(float(v.abs().sum()) > 0 for k, v in T.adapter_state(backend).items() if "lora_B" in k)
+    assert A.adapter_kind(backend) == "lora"
+    assert any(float(v.abs().sum()) > 0 for k, v in A.adapter_state(backend).items() if "lora_B" in k)
     assert (tmp_path / "run").is_dir()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from srum_core import training as T
+from srum_core import adapters as A
 from srum_core.config import MAP_MODES, GenerationConfig, RewardConfig, TrainingConfig
 from srum_core.evaluation import EvalItem, PromptItem, evaluate, summarise
 from srum_core.rounds import (
@@ -171,7 +171,7 @@ def test_map_mode_changes_the_update(tmp_path, prompt_file):
     for mode in ("released", "sft"):
         backend = FakeBackend()
         run_round(backend, _config(prompt_file, reward=RewardConfig(mode=mode)), None)
-        states[mode] = T.adapter_state(backend)
+        states[mode] = A.adapter_state(backend)
     assert any(not torch.equal(states["released"][k], states["sft"][k]) for k in states["sft"])
 
 
@@ -186,8 +186,8 @@ def test_reward_maps_skip_unusable_images():
     gen = GenerationConfig(steps=2)
     samples = backend.generate(["ok", "UNREADABLE"], [0, 1], gen)
     from srum_core.config import JudgeConfig
+    from srum_core.distributed import ProcessInfo
     from srum_core.rounds import judge_samples, propose_regions
-    from srum_core.training import ProcessInfo
 
     info = ProcessInfo()
     regions = propose_regions(backend, samples, JudgeConfig(max_regions=2), info)
@@ -204,7 +204,7 @@ def test_gate_trains_only_on_images_judged_above_it(tmp_path, prompt_file):
         _config(prompt_file, gate=1.0)
     backend = FakeBackend()
     ungated = run_round(backend, _config(prompt_file), None)
-    T.reset_to_base(backend)
+    A.reset_to_base(backend)
     result = run_round(FakeBackend(), _config(prompt_file, gate=0.0), tmp_path / "run")
     run = tmp_path / "run"
     records = read_jsonl(run / "records.jsonl")
@@ -315,13 +315,36 @@ def test_a_round_where_nothing_is_trainable_still_completes(tmp_path):
 def test_a_refused_resume_leaves_the_backend_as_it_was(tmp_path, prompt_file):
     backend = FakeBackend()
     run_round(backend, _config(prompt_file), tmp_path / "r1")  # LoRA rank 8
-    state = T.adapter_state(backend)
-    other = _config(prompt_file, training=TrainingConfig(steps=1, lora_rank=2))
-    run_round(FakeBackend(), other, tmp_path / "rank2")
-    with pytest.raises(ValueError, match="rank"):
-        run_round(backend, other, tmp_path / "r2", resume=tmp_path / "rank2")
-    assert all(torch.equal(state[k], v) for k, v in T.adapter_state(backend).items())
+    state = A.adapter_state(backend)
+    rank2 = _config(prompt_file, training=TrainingConfig(steps=1, lora_rank=2))
+    run_round(FakeBackend(), rank2, tmp_path / "rank2")
+    with pytest.raises(ValueError, match="rank 2"):  # a rank-2 adapter cannot continue as rank 8
+        run_round(backend, _config(prompt_file), tmp_path / "r2", resume=tmp_path / "rank2")
+    assert A.adapter_shape(backend)["rank"] == 8
+    assert all(torch.equal(state[k], v) for k, v in A.adapter_state(backend).items())
     assert not (tmp_path / "r2").exists()
+
+
+def test_rounds_of_different_ranks_share_one_backend(tmp_path, prompt_file):
+    # Two visitors on one shared backend: rank 8, then rank 2 from the base, then rank 8 resumed again.
+    shared = FakeBackend()
+    run_round(shared, _config(prompt_file), tmp_path / "a1")
+    A.reset_to_base(shared)
+    rank2 = _config(prompt_file, training=TrainingConfig(steps=2, lr=1e-2, batch_size=2, lora_rank=2))
+    run_round(shared, rank2, tmp_path / "b1")
+    assert A.adapter_shape(shared)["rank"] == 2
+    run_round(shared, _config(prompt_file, seed=8), tmp_path / "a2", resume=tmp_path / "a1")
+    assert A.adapter_shape(shared)["rank"] == 8
+    # The rank-2 round from the base matches the same round on a backend that never saw rank 8.
+    alone = FakeBackend()
+    run_round(alone, rank2, tmp_path / "b1-alone")
+    assert (tmp_path / "b1" / "records.jsonl").read_bytes() == (tmp_path / "b1-alone" / "records.jsonl").read_bytes()
+    b1 = A.adapter_state(alone)
+    A.reset_to_base(shared)
+    from srum_core.runs import load_run
+
+    load_run(tmp_path / "b1", shared)
+    assert all(torch.equal(b1[k], v) for k, v in A.adapter_state(shared).items())
 
 
 def test_evaluation_before_reuses_the_resumed_rounds_after(tmp_path, prompt_file, monkeypatch):
@@ -354,12 +377,12 @@ def test_a_round_from_base_depends_only_on_its_seed_not_on_earlier_rounds(tmp_pa
     # Fresh process-like backend: one round at seed 3.
     fresh = FakeBackend()
     run_round(fresh, _config(prompt_file, seed=3), tmp_path / "fresh")
-    fresh_adapter = T.adapter_state(fresh)
+    fresh_adapter = A.adapter_state(fresh)
     # Same seed after an unrelated round (seed 9) ran on the same backend object first.
     used = FakeBackend()
     run_round(used, _config(prompt_file, seed=9), tmp_path / "other")
     run_round(used, _config(prompt_file, seed=3), tmp_path / "again")
-    again_adapter = T.adapter_state(used)
+    again_adapter = A.adapter_state(used)
     assert fresh_adapter.keys() == again_adapter.keys()
     assert all(torch.equal(fresh_adapter[k], again_adapter[k]) for k in fresh_adapter)
     assert _tree_hash(tmp_path / "fresh" / "samples") == _tree_hash(tmp_path / "again" / "samples")

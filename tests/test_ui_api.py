@@ -185,6 +185,21 @@ def test_two_visitors_never_share_a_round(served):
     assert image_bytes(alice_after) != image_bytes(alice_before)  # while alice's own images did change
 
 
+def test_visitors_train_at_their_own_lora_rank(served):
+    url = served[2]
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+    status, *_ = train(alice, lr=5e-2, steps=3, rank=4)
+    assert "Round 1 done" in status
+    alice_trained, _ = generate(alice, seed=6)
+    status, *_ = train(bob, lr=5e-2, steps=3, rank=2, seed=2)  # another rank on the same shared backend
+    assert "Round 1 done" in status
+    assert image_bytes(generate(alice, seed=6)[0]) == image_bytes(alice_trained)  # alice's rank-4 adapter is back
+    with pytest.raises(AppError, match="same rank"):  # a session's next round continues its adapter
+        train(bob, rank=8)
+    status, *_ = train(bob, lr=5e-2, steps=3, rank=2, seed=3)
+    assert "Round 2 done" in status
+
+
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [("", "prompt is empty"), ("   \n ", "prompt is empty"), ("a" * 10_000, "shorten it")],

@@ -73,7 +73,7 @@ class Engine:
 
     def reset_to_base(self) -> None:
         """Make the shared backend compute with its base weights (a LoRA adapter then adds exactly nothing)."""
-        from srum_core.training import reset_to_base
+        from srum_core.adapters import reset_to_base
 
         reset_to_base(self.backend)
 

@@ -221,8 +221,8 @@ def _pct(value: float | None) -> str:
 
 
 def run_round_command(args: argparse.Namespace) -> int:
+    from ..distributed import process_info
     from ..rounds import run_round
-    from ..training import process_info
 
     if Path(args.out).exists():
         raise CliError(f"--out {args.out} already exists; choose a new run folder")
@@ -267,9 +267,9 @@ def run_round_command(args: argparse.Namespace) -> int:
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
+    from ..distributed import barrier, process_info
     from ..evaluation import evaluate
     from ..runs import load_run
-    from ..training import barrier, process_info
 
     out = Path(args.out)
     if out.exists() and not args.force:

@@ -204,7 +204,7 @@ def build(engine: Engine, state: Any) -> None:
             lr = gr.Number(label="Learning rate", value=3e-4)
             lam = gr.Slider(0.0, 2.0, value=0.5, step=0.05, label="λ (constraint weight)")
             map_mode = gr.Dropdown(list(MAP_MODES), value="released", label="Map mode")
-            lora_rank = gr.Slider(1, 64, value=8, step=1, label="LoRA rank (fixed per process after the first round)")
+            lora_rank = gr.Slider(1, 64, value=8, step=1, label="LoRA rank (a session's later rounds keep it; undo to base to change it)")
             seed = gr.Number(label="Seed (empty = random)", value=0, precision=0)
             eval_prompts = gr.Number(
                 label="Evaluation prompts per category before/after (0 = none)", value=1, precision=0,
