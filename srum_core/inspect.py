@@ -11,7 +11,6 @@ input, and the UI turns them into ``gr.Error``.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -19,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .boxes.user import USER_BOX_SOURCE, parse_user_boxes
 from .config import MAP_MODES, GenerationConfig, JudgeConfig, RewardConfig
-from .protocol import ProgressCallback, ProgressEvent, UnifiedModel, UserBoxes
+from .protocol import ProgressCallback, ProgressEvent, UnifiedModel
 from .rewards import build_reward_map
 from .types import GlobalJudgement, Region, RegionJudgement, RewardMap, RewardReport, Sample
 
@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 MAX_PROMPT_CHARS = 2000
 #: Seeds are drawn from and checked against ``[0, MAX_SEED]`` (fits every generator's 32-bit seed).
 MAX_SEED = 2**31 - 1
-#: The box source name that means "the boxes the user typed".
-USER_BOX_SOURCE = "user"
 
 NOTICE_NO_OBJECTS = "no recognisable objects: global-only reward"
 NOTICE_NO_GLOBAL = "the global judgement could not be read: this image would be left out of training"
@@ -98,64 +96,6 @@ def check_prompt(prompt: str | None) -> str:
             f"the prompt is {len(text)} characters long; shorten it to at most {MAX_PROMPT_CHARS} characters"
         )
     return text
-
-
-def parse_user_boxes(text: str | None, width: int, height: int) -> list[Region]:
-    """Boxes a user typed, as regions with ``source="user"``.
-
-    Accepted forms: JSON ``[[x1, y1, x2, y2], ...]``, JSON ``[{"box": [x1, y1, x2, y2], "label": "a cat"}, ...]``,
-    a single JSON box ``[x1, y1, x2, y2]``, or one ``x1, y1, x2, y2`` per line / separated by ``;``. Pixel
-    coordinates on the ``width`` x ``height`` image, exclusive ends. An empty text gives no boxes.
-    """
-    if text is None or not text.strip():
-        return []
-    stripped = text.strip()
-    entries: list[Any]
-    if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"the boxes are not valid JSON ({err.msg} at character {err.pos}); "
-                "write them as [[x1, y1, x2, y2], ...]"
-            ) from None
-        if isinstance(data, dict):
-            data = [data]
-        if isinstance(data, list) and len(data) == 4 and all(isinstance(v, (int, float)) for v in data):
-            data = [data]
-        if not isinstance(data, list):
-            raise ValueError("the boxes must be a JSON list, e.g. [[8, 8, 32, 32], [40, 8, 60, 30]]")
-        entries = data
-    else:
-        entries = []
-        for chunk in re.split(r"[;\n]+", stripped):
-            if chunk.strip():
-                entries.append([part for part in re.split(r"[,\s]+", chunk.strip()) if part])
-
-    boxes: list[list[float]] = []
-    labels: list[str | None] = []
-    for index, entry in enumerate(entries, start=1):
-        label = None
-        if isinstance(entry, dict):
-            label = entry.get("label")
-            entry = entry.get("box", entry.get("bbox"))
-        if not isinstance(entry, (list, tuple)) or len(entry) != 4:
-            raise ValueError(f"box {index} is {entry!r}: give four numbers x1, y1, x2, y2")
-        try:
-            box = [float(v) for v in entry]
-        except (TypeError, ValueError):
-            raise ValueError(f"box {index} is {list(entry)!r}: its four values must be numbers") from None
-        x1, y1, x2, y2 = box
-        if x2 <= x1 or y2 <= y1:
-            raise ValueError(f"box {index} {[int(v) for v in box]} is empty: x2 must exceed x1 and y2 exceed y1")
-        if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-            raise ValueError(
-                f"box {index} {[int(v) for v in box]} lies outside the {width}x{height} image; "
-                f"use pixel coordinates between 0 and {width} (x) and 0 and {height} (y)"
-            )
-        boxes.append(box)
-        labels.append(None if label is None else str(label))
-    return UserBoxes(boxes, labels).propose(None, "", max_regions=len(boxes))
 
 
 def recognisable_objects(backend: UnifiedModel, prompt: str) -> bool | None:

@@ -114,23 +114,3 @@ class BoxSource(Protocol):
     def propose(self, image: Any, prompt: str, max_regions: int = 10) -> list[Region]:
         """Up to ``max_regions`` regions on ``image``, largest/most confident first."""
         ...
-
-
-class UserBoxes:
-    """A box source that returns boxes a user gave (drawn in the UI or passed on the command line)."""
-
-    kind = "user"
-
-    def __init__(self, boxes: Sequence[Sequence[int]], labels: Sequence[str | None] | None = None):
-        labels = list(labels) if labels is not None else [None] * len(boxes)
-        if len(labels) != len(boxes):
-            raise ValueError(f"UserBoxes got {len(boxes)} boxes but {len(labels)} labels; give one label per box")
-        self.name = "user"
-        self._regions = [Region(box=tuple(b), source="user", label=lab) for b, lab in zip(boxes, labels)]
-        for r in self._regions:
-            x1, y1, x2, y2 = r.box
-            if x2 <= x1 or y2 <= y1:
-                raise ValueError(f"User box {list(r.box)} is empty: write it as [x1, y1, x2, y2] with x2 > x1, y2 > y1")
-
-    def propose(self, image: Any, prompt: str, max_regions: int = 10) -> list[Region]:
-        return list(self._regions[:max_regions])

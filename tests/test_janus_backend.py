@@ -17,8 +17,9 @@ from srum_core.backends.janus import (
     load_janus,
     resolve_model_id,
 )
+from srum_core.boxes.user import UserBoxes
 from srum_core.config import GenerationConfig, JudgeConfig, RewardConfig
-from srum_core.protocol import UnifiedModel, UserBoxes
+from srum_core.protocol import UnifiedModel
 from srum_core.rewards import build_reward_map, srum_loss
 from srum_core.types import Region, RewardReport
 from tests.conftest_janus import build_tiny_janus, build_tiny_sam
@@ -219,7 +220,7 @@ def test_round_trip_generate_judge_map_train_save_reload(janus_dir, tmp_path):
     prompts, seeds = ["a green bench and a red car", "a book on the left of a bird"], [11, 12]
     samples = backend.generate(prompts, seeds, GEN)
     sam_dir = build_tiny_sam(tmp_path / "sam")
-    from srum_core.real_boxes import SamAutomaticBoxes
+    from srum_core.boxes.sam import SamAutomaticBoxes
 
     sources = [
         UserBoxes([[0, 0, 16, 32], [16, 8, 32, 24]], ["bench", "car"]),

@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from srum_core.boxes.geometry import box_iou, mask_to_box, nms
+from srum_core.boxes.owlv2 import Owlv2Grounding, owlv2_pixel_values
+from srum_core.boxes.sam import SamAutomaticBoxes
 from srum_core.protocol import BoxSource
-from srum_core.real_boxes import (
-    Owlv2Grounding,
-    SamAutomaticBoxes,
-    box_iou,
-    mask_to_box,
-    nms,
-    owlv2_pixel_values,
-)
 from tests.conftest_janus import build_tiny_janus, build_tiny_owlv2, build_tiny_sam
 
 

@@ -7,11 +7,11 @@ import inspect
 import numpy as np
 import pytest
 
-import srum_core.world.segmenter as segmenter_module
+import srum_core.boxes.segmenter as segmenter_module
+from srum_core.boxes.segmenter import SegmenterBoxes, label_components
 from srum_core.protocol import BoxSource
 from srum_core.world.prompts import make_prompts
 from srum_core.world.render import render_masks, render_scene, render_spec
-from srum_core.world.segmenter import SegmenterBoxes, label_components
 from srum_core.world.spec import PlacedObject, Scene
 
 

@@ -571,25 +571,22 @@ class JanusBackend:
 
     def box_sources(self) -> dict[str, BoxSource]:
         """``grounding`` (OWLv2, if ``grounding_model`` is set), ``sam`` (if ``sam_model`` is set) and
-        ``segmenter`` (the world segmenter, if that module exists), in that order; models load on first use."""
+        ``segmenter`` (the model-free background segmenter), in that order; models load on first use."""
         if self._box_sources is None:
             sources: dict[str, BoxSource] = {}
             device = str(self.device.type)
             if self.grounding_model:
-                from ..real_boxes import Owlv2Grounding
+                from ..boxes.owlv2 import Owlv2Grounding
 
                 sources["grounding"] = Owlv2Grounding(self.grounding_model, self.grounding_threshold, device)
             if self.sam_model:
-                from ..real_boxes import SamAutomaticBoxes
+                from ..boxes.sam import SamAutomaticBoxes
 
                 sources["sam"] = SamAutomaticBoxes(self.sam_model, self.sam_points_per_side, device)
             if self.use_segmenter:
-                try:
-                    from ..world.segmenter import SegmenterBoxes
-                except ImportError:
-                    logger.info("srum_core.world.segmenter is not available; no 'segmenter' box source")
-                else:
-                    sources["segmenter"] = SegmenterBoxes()
+                from ..boxes.segmenter import SegmenterBoxes
+
+                sources["segmenter"] = SegmenterBoxes()
             self._box_sources = sources
         return dict(self._box_sources)
 

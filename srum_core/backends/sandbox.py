@@ -246,7 +246,7 @@ class SandboxBackend:
         return list(TRUNK_LINEARS)
 
     def box_sources(self) -> dict[str, Any]:
-        from ..world.segmenter import SegmenterBoxes
+        from ..boxes.segmenter import SegmenterBoxes
 
         return {"self-grounding": SelfGrounding(self), "segmenter": SegmenterBoxes()}
 

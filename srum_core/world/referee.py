@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .segmenter import as_float_rgb, component_box, label_components
+from ..boxes.segmenter import as_float_rgb, component_box, label_components
 from .spec import COLORS, IMAGE_SIZE, ObjectSpec, PromptSpec
 
 #: Foreground: HSV saturation, chroma (max - min) and value above these (RGB in [0, 1]).

@@ -1,6 +1,6 @@
-"""A class-agnostic, non-learned segmenter: the "SAM-like" automatic box source of the sandbox world.
+"""A class-agnostic, non-learned segmenter: a "SAM-like" automatic box source that needs no model.
 
-It knows nothing about shapes or colour names. It estimates the background colour from the image border,
+It knows nothing about shapes or colour names (the sandbox world reuses its component labelling to check images). It estimates the background colour from the image border,
 marks pixels that differ from it, splits the marked pixels into connected components and returns their boxes,
 largest first (SRUM_SPEC §1.3: boxes sorted by mask area, top K kept).
 """
