@@ -41,12 +41,12 @@ from .adapters import (
     snapshot_adapter,
     zero_adapter_bypassed,
 )
+from .boxes.user import USER_BOX_SOURCE
 from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
 from .distributed import ProcessInfo, barrier, gather_objects, process_info, shard
 from .evaluation import EvalResult, PromptItem, evaluate, image_seed, world_prompts, world_referee
 from .protocol import Cancelled, ProgressCallback, ProgressEvent
 from .records import scoring_record_from_report, training_record_from_report, write_jsonl
-from .rewards import build_reward_map
 from .runs import (
     ADAPTER_DIR,
     CONFIG_FILE,
@@ -66,6 +66,7 @@ from .runs import (
     staging_dir,
     write_json,
 )
+from .scoring import judge_image, propose_image_regions, resolve_box_source, training_maps
 from .training import TrainResult, train_on_samples
 from .types import Region, RewardMap, RewardReport, Sample
 
@@ -277,18 +278,6 @@ def generate_samples(
     return gather_objects(done, info)
 
 
-def resolve_box_source(backend: Any, name: str | None) -> Any:
-    """The named box source of ``backend`` (None = its first, the default)."""
-    sources = backend.box_sources()
-    if not sources:
-        raise ValueError(f"backend {backend.name!r} offers no box source; give regions another way")
-    if name is None:
-        return next(iter(sources.values()))
-    if name not in sources:
-        raise ValueError(f"box source {name!r} is not offered by {backend.name!r}; choose one of {', '.join(sources)}")
-    return sources[name]
-
-
 def propose_regions(
     backend: Any,
     samples: Sequence[Sample],
@@ -296,12 +285,14 @@ def propose_regions(
     info: ProcessInfo,
     cancel: threading.Event | None = None,
 ) -> list[list[Region]]:
-    """Up to ``config.max_regions`` regions per image from the configured box source."""
-    source = resolve_box_source(backend, config.box_source)
+    """Up to ``config.max_regions`` regions per image from the configured box source (the scoring path's)."""
+    if config.box_source == USER_BOX_SOURCE:
+        raise ValueError("a round proposes its own regions: choose one of the backend's box sources, not 'user'")
     done = []
     for index, sample in shard(samples, info):
         _check_cancel(cancel, "region proposal")
-        done.append((index, list(source.propose(sample.image, sample.prompt, config.max_regions))))
+        _, regions = propose_image_regions(backend, sample.image, sample.prompt, config)
+        done.append((index, regions))
     return gather_objects(done, info)
 
 
@@ -315,21 +306,11 @@ def judge_samples(
     cancel: threading.Event | None = None,
 ) -> list[RewardReport]:
     """The model's own global and per-region judgements of each image, as reward reports."""
-    width, height = backend.image_size
     mine = shard(list(zip(samples, regions)), info)
     done = []
     for count, (index, (sample, boxes)) in enumerate(mine, start=1):
         _check_cancel(cancel, "judging")
-        verdict = backend.judge_global(sample.image, sample.prompt, config)
-        region_verdicts = backend.judge_regions(sample.image, sample.prompt, list(boxes), config) if boxes else []
-        report = RewardReport(
-            prompt=sample.prompt,
-            width=width,
-            height=height,
-            global_judgement=verdict,
-            regions=tuple(region_verdicts),
-            image_file=image_file(index),
-        )
+        report = judge_image(backend, sample.image, sample.prompt, boxes, config, image_file=image_file(index))
         done.append((index, report))
         if callback is not None:
             callback(ProgressEvent("judge", count, len(mine)))
@@ -338,15 +319,6 @@ def judge_samples(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stages 5–6: reward maps and the training set
-
-
-def build_reward_maps(reports: Sequence[RewardReport], config: RewardConfig, token_size: int) -> list[RewardMap | None]:
-    """The reward map of each report; None where the global judgement is unusable (SRUM_SPEC §1.4).
-
-    The exclusion holds in every map mode — also ``local-only`` and ``sft``, which could do without ``g`` — so
-    every ablation trains on the same images.
-    """
-    return [build_reward_map(r, config, token_size) if r.trainable else None for r in reports]
 
 
 def select_training_set(
@@ -554,7 +526,7 @@ def run_round(
             reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
             timings["judge"] = time.perf_counter() - t0
 
-            maps = build_reward_maps(reports, config.reward, backend.token_size)
+            maps = training_maps(reports, config.reward, backend.token_size)
             train_set = select_training_set(samples, maps, reports, config.gate)
             rewards = reward_summary(reports, maps)
             if config.gate is not None:
@@ -790,7 +762,7 @@ def _write_run_folder(
             "round": round_index,
             "backend": backend.name,
             "resumed_from": os.path.abspath(resume) if resume is not None else None,
-            "box_source": config.judge.box_source or next(iter(backend.box_sources())),
+            "box_source": resolve_box_source(backend, config.judge.box_source)[0],
             "token_size": backend.token_size,
             "image_size": list(backend.image_size),
             "round_config": config.to_dict(),

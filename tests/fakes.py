@@ -171,3 +171,17 @@ class FakeBackend:
 
     def lora_target_modules(self) -> list[str]:
         return ["to_in", "hidden", "to_out"]
+
+
+#: Generation settings of the training and adapter tests.
+TRAIN_GEN = GenerationConfig(steps=4, batch_size=8)
+
+
+def own_samples(backend: FakeBackend, n: int = 4) -> list[Sample]:
+    """``n`` of the backend's own samples to train on (prompts "a red circle 0..n-1", seeds 0..n-1)."""
+    return backend.generate([f"a red circle {i}" for i in range(n)], list(range(n)), TRAIN_GEN)
+
+
+def pixels(backend: FakeBackend, prompt: str = "a red circle", seed: int = 11) -> np.ndarray:
+    """The ``(16, 16, 3)`` uint8 image the backend draws now for ``prompt`` at ``seed``."""
+    return np.asarray(backend.generate([prompt], [seed], TRAIN_GEN)[0].image)

@@ -17,12 +17,12 @@ from srum_core.evaluation import EvalItem, PromptItem, evaluate, summarise
 from srum_core.rounds import (
     Cancelled,
     RoundConfig,
-    build_reward_maps,
     run_round,
     sample_prompts,
     select_training_set,
 )
 from srum_core.runs import read_jsonl, read_run
+from srum_core.scoring import training_maps
 from tests.fakes import FakeBackend
 
 PROMPTS = ["a red circle", "a blue square UNREADABLE", "two green triangles", "a purple square", "a red square"]
@@ -193,7 +193,7 @@ def test_reward_maps_skip_unusable_images():
     regions = propose_regions(backend, samples, JudgeConfig(max_regions=2), info)
     assert [len(r) for r in regions] == [2, 2]
     reports = judge_samples(backend, samples, regions, JudgeConfig(), info)
-    maps = build_reward_maps(reports, RewardConfig(), backend.token_size)
+    maps = training_maps(reports, RewardConfig(), backend.token_size)
     assert maps[1] is None and maps[0].token.shape == (4, 4)
     chosen = select_training_set(samples, maps)
     assert chosen.kept == (0,) and chosen.excluded == (1,) and chosen.weights.shape == (1, 16)

@@ -8,25 +8,16 @@ import torch
 
 from srum_core import adapters as A
 from srum_core import training as T
-from srum_core.config import GenerationConfig, TrainingConfig
+from srum_core.config import TrainingConfig
 from srum_core.protocol import Cancelled
-from tests.fakes import GRID, FakeBackend
+from tests.fakes import GRID, FakeBackend, own_samples
 
-GEN = GenerationConfig(steps=4, batch_size=8)
 N_TOKENS = GRID * GRID
-
-
-def _samples(backend, n=4):
-    return backend.generate([f"a red circle {i}" for i in range(n)], list(range(n)), GEN)
-
-
-def _pixels(backend, prompt="a red circle", seed=11):
-    return np.asarray(backend.generate([prompt], [seed], GEN)[0].image)
 
 
 def test_lora_training_moves_only_lora_parameters():
     backend = FakeBackend()
-    samples = _samples(backend)
+    samples = own_samples(backend)
     config = TrainingConfig(steps=3, lr=1e-2, batch_size=2, warmup_steps=0)
     A.attach_adapter(backend, config)
     before = {k: v.clone() for k, v in backend.net.state_dict().items()}
@@ -46,7 +37,7 @@ def test_lora_training_moves_only_lora_parameters():
 def test_zero_weights_and_zero_lambda_leave_the_adapter_untouched():
     # L = mean(0·e) + 0·mean(e) = 0: zero gradients, and AdamW moves nothing (m = 0).
     backend = FakeBackend()
-    samples = _samples(backend)
+    samples = own_samples(backend)
     config = TrainingConfig(steps=2, lr=1e-2, lam=0.0, batch_size=4)
     A.attach_adapter(backend, config)
     before = A.adapter_state(backend)
@@ -59,7 +50,7 @@ def test_zero_weights_and_zero_lambda_leave_the_adapter_untouched():
 def test_constraint_term_is_lambda_times_mean_error():
     # With uniform weight w, reward = w·mean(e) and constraint = λ·mean(e): their ratio is w/λ at every step.
     backend = FakeBackend()
-    samples = _samples(backend)
+    samples = own_samples(backend)
     config = TrainingConfig(steps=2, lr=1e-3, lam=0.5, batch_size=4)
     A.attach_adapter(backend, config)
     result = T.train_on_samples(backend, samples, np.full((4, N_TOKENS), 0.25), config)
@@ -96,7 +87,7 @@ def test_training_knobs_reach_token_losses():
     backend = Recording()
     config = TrainingConfig(steps=1, timestep_shift=3.0, cond_dropout=0.2)
     A.attach_adapter(backend, config)
-    T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config)
+    T.train_on_samples(backend, own_samples(backend, 2), np.ones((2, N_TOKENS)), config)
     assert seen == {"timestep_shift": 3.0, "cond_dropout": 0.2}
 
 
@@ -106,7 +97,7 @@ def test_same_seed_gives_the_same_adapter():
         backend = FakeBackend()
         config = TrainingConfig(steps=3, lr=1e-2, batch_size=2, seed=5)
         A.attach_adapter(backend, config)
-        T.train_on_samples(backend, _samples(backend), np.ones((4, N_TOKENS)), config)
+        T.train_on_samples(backend, own_samples(backend), np.ones((4, N_TOKENS)), config)
         states.append(A.adapter_state(backend))
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
@@ -120,7 +111,7 @@ def test_cancel_stops_between_steps():
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
-        T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config, cancel=cancel)
+        T.train_on_samples(backend, own_samples(backend, 2), np.ones((2, N_TOKENS)), config, cancel=cancel)
 
 
 def test_unset_timestep_shift_keeps_the_backends_own_default():
@@ -135,5 +126,5 @@ def test_unset_timestep_shift_keeps_the_backends_own_default():
     config = TrainingConfig(steps=1)
     assert config.timestep_shift is None
     A.attach_adapter(backend, config)
-    T.train_on_samples(backend, _samples(backend, 2), np.ones((2, N_TOKENS)), config)
+    T.train_on_samples(backend, own_samples(backend, 2), np.ones((2, N_TOKENS)), config)
     assert seen == {"timestep_shift": 2.5}

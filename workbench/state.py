@@ -38,7 +38,7 @@ class SessionState:
     #: The last generated Sample and its GenerationConfig (what ``score`` judges).
     sample: Any = None
     generation: Any = None
-    #: The last Inspect result (srum_core.inspect.InspectResult) and the picked object.
+    #: The last Inspect result (srum_core.facade.InspectResult) and the picked object.
     last: Any = None
     selected: int | None = None
     #: Per-step training metrics (dicts with global_step, total, reward_term, constraint_term, ...).

@@ -250,6 +250,17 @@ class SandboxBackend:
 
         return {"self-grounding": SelfGrounding(self), "segmenter": SegmenterBoxes()}
 
+    # ------------------------------------------------------------------- the world (thin delegations to it)
+    def prompt_objects(self, prompt: str) -> list[str]:
+        """The world's shapes ``prompt`` names (singular or plural); none means region rewards have nothing to
+        measure and the image gets a global-only reward."""
+        import re
+
+        from ..world.spec import SHAPES
+
+        words = set(re.findall(r"[a-z]+", prompt.lower()))
+        return [shape for shape in SHAPES if shape in words or f"{shape}s" in words]
+
     # ------------------------------------------------------------------------------------------ generation
     def generate(
         self,

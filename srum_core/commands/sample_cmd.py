@@ -5,7 +5,8 @@
 
 ``generate`` writes ``DIR/000.png …`` and ``DIR/generation.jsonl`` (one ``{"prompt", "seed", "file",
 "settings", "backend"}`` line per image, seeds S, S+1, …). ``score`` reads that listing and writes one SRUM
-scoring record per image (global judgement + region judgements on the chosen box source's regions).
+scoring record per image through the round's own scoring path (:mod:`srum_core.scoring`: the chosen box
+source's regions, the global judgement and one judgement per region).
 """
 
 from __future__ import annotations
@@ -124,31 +125,24 @@ def run_score(args: argparse.Namespace) -> int:
 
     from ..config import JudgeConfig
     from ..records import scoring_record_from_report, write_jsonl
-    from ..types import RewardReport
+    from ..scoring import judge_image, propose_image_regions
 
     judge = JudgeConfig(region_view=args.region_view, max_regions=args.max_regions, box_source=args.box_source)
     entries = _read_listing(args.images)
     if args.out.exists() and not args.force:
         raise CliError(f"{args.out} already exists; pass --force to overwrite it")
     backend = _load(args)
-    sources = backend.box_sources()
-    name = args.box_source or next(iter(sources))
-    if name not in sources:
-        raise CliError(f"--box-source {name!r}: {backend.name} offers {', '.join(sources)}")
-    source = sources[name]
-    records, scores = [], []
+    records, scores, used = [], [], set()
     for entry in entries:
         image = Image.open(args.images / entry["file"]).convert("RGB")
-        prompt = entry["prompt"]
-        g = backend.judge_global(image, prompt, judge)
-        regions = source.propose(image, prompt, max_regions=judge.max_regions)
-        judged = backend.judge_regions(image, prompt, regions, judge) if regions else []
-        report = RewardReport(prompt=prompt, width=image.width, height=image.height, global_judgement=g,
-                              regions=tuple(judged), image_file=entry["file"])
+        source, regions = propose_image_regions(backend, image, entry["prompt"], judge)
+        report = judge_image(backend, image, entry["prompt"], regions, judge, image_file=entry["file"])
         records.append(scoring_record_from_report(report, entry["file"]))
-        if g.score is not None:
-            scores.append(g.score)
+        used.add(source)
+        if report.global_judgement.score is not None:
+            scores.append(report.global_judgement.score)
     write_jsonl(args.out, records, overwrite=args.force)
     mean = sum(scores) / len(scores) if scores else float("nan")
-    print(f"wrote {len(records)} scoring records to {args.out} (box source {name}; mean global score {mean:.3f})")
+    print(f"wrote {len(records)} scoring records to {args.out} (box source {', '.join(sorted(used))}; "
+          f"mean global score {mean:.3f})")
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from srum_core import inspect as engine_inspect
+from srum_core import facade
 from srum_core.config import GenerationConfig, JudgeConfig
 
 from ..space import SHORT_GPU_S, gpu
@@ -68,33 +68,33 @@ def build(engine: Engine, state: Any) -> None:
         session = ensure_session(session)
         config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
         judge = JudgeConfig()
-        seed_used = engine_inspect.draw_seed(seed_value)
-        text = engine_inspect.check_prompt(prompt_text)
+        seed_used = facade.draw_seed(seed_value)
+        text = facade.check_prompt(prompt_text)
         n = int(grid_n)
         if not 0 <= n <= MAX_GRID:
             raise ValueError(f"seed grid size {n}: use 0 to {MAX_GRID}")
         with engine.lock:
             engine.activate_round(session, "base")
-            before = engine_inspect.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
+            before = facade.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
             before_grid = [
-                engine_inspect.inspect_prompt(engine.backend, text, seed_used + i, config, judge, None) for i in range(n)
+                facade.inspect_prompt(engine.backend, text, seed_used + i, config, judge, None) for i in range(n)
             ]
             label = engine.activate_round(session, which)
-            after = engine_inspect.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
+            after = facade.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
             after_grid = [
-                engine_inspect.inspect_prompt(engine.backend, text, seed_used + i, config, judge, None) for i in range(n)
+                facade.inspect_prompt(engine.backend, text, seed_used + i, config, judge, None) for i in range(n)
             ]
             engine.activate(session)  # back to the session's current state
-            verdict_before = engine_inspect.referee_verdict(engine.backend, before.image, text)
-            verdict_after = engine_inspect.referee_verdict(engine.backend, after.image, text)
+            verdict_before = facade.referee_verdict(engine.backend, before.image, text)
+            verdict_after = facade.referee_verdict(engine.backend, after.image, text)
             grid_verdicts = [
-                (engine_inspect.referee_verdict(engine.backend, b.image, text),
-                 engine_inspect.referee_verdict(engine.backend, a.image, text))
+                (facade.referee_verdict(engine.backend, b.image, text),
+                 facade.referee_verdict(engine.backend, a.image, text))
                 for b, a in zip(before_grid, after_grid)
             ]
         rows = [
             [d.what, _score(d.before), _score(d.after), _score(d.delta)]
-            for d in engine_inspect.compare_results(before, after)
+            for d in facade.compare_results(before, after)
         ]
         verdict_md = (
             f"Seed **{seed_used}**, base vs **{label}**.\n\n"

@@ -12,7 +12,8 @@ from typing import Any
 
 import gradio as gr
 
-from srum_core import inspect as engine_inspect
+from srum_core import facade
+from srum_core.boxes.user import USER_BOX_SOURCE
 from srum_core.config import DEFAULT_GLOBAL_TEMPLATE, DEFAULT_REGION_TEMPLATE, MAP_MODES, GenerationConfig, JudgeConfig
 
 from .. import plots
@@ -83,8 +84,8 @@ def heatmap_figure(result: Any, mode: str, view: str, highlight: int | None = No
 
 def build(engine: Engine, state: Any) -> InspectTab:
     backend = engine.backend
-    examples = engine_inspect.example_prompts(backend)
-    source_names = [*backend.box_sources(), engine_inspect.USER_BOX_SOURCE]
+    examples = facade.example_prompts(backend)
+    source_names = [*backend.box_sources(), USER_BOX_SOURCE]
     # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
     gen_default = GenerationConfig(**getattr(backend, "generation_defaults", {}))
 
@@ -148,7 +149,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
         session = ensure_session(session)
         config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
         with engine.using(session) as model:
-            sample = engine_inspect.generate_one(model, prompt_text, seed_value, config)
+            sample = facade.generate_one(model, prompt_text, seed_value, config)
         session.last = None
         session.selected = None
         session.sample = sample
@@ -180,7 +181,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
             region_template=region_tpl,
         )
         with engine.using(session) as model:
-            result = engine_inspect.score_sample(
+            result = facade.score_sample(
                 model, sample, judge, source, boxes_text, grid_name, session.generation
             )
         for notice in result.notices:
@@ -214,7 +215,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
             return None, "", heatmap_figure(result, mode, view_kind), session
         session.selected = index
         judgement = result.region_judgements[index]
-        crop_image = engine_inspect.region_crop(result.image, judgement.region, scale=8)
+        crop_image = facade.region_crop(result.image, judgement.region, scale=8)
         text = (
             f"**{index + 1}. {judgement.object_name}** at `{list(judgement.region.box)}` "
             f"(source {judgement.region.source})\n\n**Question:** {judgement.question or '—'}\n\n"

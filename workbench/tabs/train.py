@@ -160,7 +160,7 @@ def build_round_config(
     if int(steps) > MAX_STEPS:
         raise ValueError(f"{int(steps)} steps is more than this UI runs in one round ({MAX_STEPS}); use the CLI")
     if seed is None:
-        from srum_core.inspect import draw_seed
+        from srum_core.facade import draw_seed
 
         seed = draw_seed(None)
     source = prompts_file if prompt_set == "file" else prompt_set

@@ -1,4 +1,4 @@
-"""The Inspect facade (srum_core.inspect): one prompt through generate → regions → judge → every reward map."""
+"""The Inspect facade (srum_core.facade): one prompt through generate → regions → judge → every reward map."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from srum_core import inspect as insp
+from srum_core import facade as insp
 from srum_core.config import MAP_MODES, GenerationConfig, JudgeConfig
+from srum_core.scoring import NOTICE_NO_GLOBAL, NOTICE_NO_OBJECTS
 from srum_core.types import GlobalJudgement, Region, RegionJudgement
 from tests.fakes import SIZE, TOKEN, FakeBackend
 
@@ -71,35 +72,6 @@ def test_out_of_range_seed_is_refused(seed):
         insp.draw_seed(seed)
 
 
-def test_user_boxes_in_every_accepted_form():
-    as_json = insp.parse_user_boxes("[[0, 0, 8, 8], [8, 8, 16, 16]]", SIZE, SIZE)
-    assert [r.box for r in as_json] == [(0, 0, 8, 8), (8, 8, 16, 16)]
-    assert all(r.source == "user" for r in as_json)
-    labelled = insp.parse_user_boxes('[{"box": [1, 2, 9, 10], "label": "red circle"}]', SIZE, SIZE)
-    assert labelled[0].box == (1, 2, 9, 10) and labelled[0].label == "red circle"
-    single = insp.parse_user_boxes("[2, 2, 6, 6]", SIZE, SIZE)
-    assert [r.box for r in single] == [(2, 2, 6, 6)]
-    lines = insp.parse_user_boxes("0,0,4,4\n4 4 8 8; 8,8,12,12", SIZE, SIZE)
-    assert [r.box for r in lines] == [(0, 0, 4, 4), (4, 4, 8, 8), (8, 8, 12, 12)]
-    assert insp.parse_user_boxes("  ", SIZE, SIZE) == []
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("[[0, 0, 8]", "not valid JSON"),
-        ("[[0, 0, 8]]", "four numbers"),
-        ('[["a", 0, 8, 8]]', "must be numbers"),
-        ("[[8, 8, 4, 4]]", "is empty"),
-        ("[[40, 40, 50, 50]]", "outside the 16x16 image"),
-        ('{"boxes": 3}', "four numbers"),
-    ],
-)
-def test_bad_user_boxes_say_how_to_fix(text, message):
-    with pytest.raises(ValueError, match=message):
-        insp.parse_user_boxes(text, SIZE, SIZE)
-
-
 def test_user_box_source_judges_exactly_the_typed_boxes(backend):
     result = insp.inspect_prompt(backend, "a red circle", 3, GEN, JUDGE, "user", "[[0, 0, 8, 8]]")
     assert result.box_source == "user"
@@ -109,7 +81,7 @@ def test_user_box_source_judges_exactly_the_typed_boxes(backend):
 
 def test_no_regions_gives_a_global_only_reward_and_a_notice(backend):
     result = insp.inspect_prompt(backend, "a red circle", 3, GEN, JUDGE, "user", "")
-    assert insp.NOTICE_NO_OBJECTS in result.notices
+    assert NOTICE_NO_OBJECTS in result.notices
     g = result.global_judgement.score
     np.testing.assert_allclose(result.maps["released"].pixel, 0.5 * (g + 1) / 2, rtol=1e-6)
 
@@ -121,16 +93,16 @@ def test_prompt_without_known_objects_drops_proposed_regions():
 
     knows = Knows(seed=0)
     with_objects = insp.inspect_prompt(knows, "a red circle", 3, GEN, JUDGE, None)
-    assert len(with_objects.regions) == 4 and insp.NOTICE_NO_OBJECTS not in with_objects.notices
+    assert len(with_objects.regions) == 4 and NOTICE_NO_OBJECTS not in with_objects.notices
     nothing = insp.inspect_prompt(knows, "a pleasant mood", 3, GEN, JUDGE, None)
-    assert nothing.regions == () and insp.NOTICE_NO_OBJECTS in nothing.notices
+    assert nothing.regions == () and NOTICE_NO_OBJECTS in nothing.notices
     g = nothing.global_judgement.score
     np.testing.assert_allclose(nothing.maps["released"].token, 0.5 * (g + 1) / 2, rtol=1e-6)
 
 
 def test_unreadable_global_judgement_is_flagged_and_only_maps_without_g_are_built(backend):
     result = insp.inspect_prompt(backend, "UNREADABLE red circle", 3, GEN, JUDGE, None)
-    assert insp.NOTICE_NO_GLOBAL in result.notices
+    assert NOTICE_NO_GLOBAL in result.notices
     assert set(result.maps) == {"local-only", "sft"}
     assert set(result.map_errors) == {"released", "signed", "binary", "global-only"}
     assert "global score" in result.map_errors["released"]
@@ -184,7 +156,7 @@ def test_engine_never_imports_gradio():
     root = Path(__file__).resolve().parents[1]
     code = (
         "import sys; sys.modules['gradio'] = None\n"
-        "import srum_core, srum_core.inspect, srum_core.rounds, srum_core.runs\n"
+        "import srum_core, srum_core.facade, srum_core.scoring, srum_core.rounds, srum_core.runs\n"
         "assert 'gradio' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)

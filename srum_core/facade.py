@@ -1,9 +1,9 @@
-"""The Inspect facade: one prompt through one SRUM scoring pass, every intermediate kept for display.
+"""The engine facade the Workbench's Inspect and Compare tabs call: one prompt through one SRUM scoring pass.
 
-``inspect_prompt`` = generate (seeded) → propose regions (a named box source, or boxes a user typed) →
-judge globally and per region → build the reward map in every map mode (pixel and token views). The
-Workbench's Inspect and Compare tabs call only this module; the CLI and tests can call it too.
-``score_sample`` re-scores an existing image (e.g. after editing a judge template) without regenerating.
+``inspect_prompt`` = generate (seeded) → :func:`srum_core.scoring.score_image` (regions from a named box source
+or typed boxes, global and per-region judgements, the reward map in every map mode, pixel and token views) with
+every intermediate kept for display. ``score_sample`` re-scores an existing image (e.g. after editing a judge
+template) without regenerating. Compare adds score deltas and the backend's referee, where it has one.
 
 Nothing here imports gradio: errors are raised as ``ValueError`` with a message that says how to fix the
 input, and the UI turns them into ``gr.Error``.
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .boxes.user import USER_BOX_SOURCE, parse_user_boxes
-from .config import MAP_MODES, GenerationConfig, JudgeConfig, RewardConfig
+from .config import GenerationConfig, JudgeConfig
 from .protocol import ProgressCallback, ProgressEvent, UnifiedModel
-from .rewards import build_reward_map
+from .scoring import score_image
 from .types import GlobalJudgement, Region, RegionJudgement, RewardMap, RewardReport, Sample
 
 logger = logging.getLogger(__name__)
@@ -30,9 +28,6 @@ logger = logging.getLogger(__name__)
 MAX_PROMPT_CHARS = 2000
 #: Seeds are drawn from and checked against ``[0, MAX_SEED]`` (fits every generator's 32-bit seed).
 MAX_SEED = 2**31 - 1
-
-NOTICE_NO_OBJECTS = "no recognisable objects: global-only reward"
-NOTICE_NO_GLOBAL = "the global judgement could not be read: this image would be left out of training"
 
 
 @dataclass(frozen=True)
@@ -98,68 +93,6 @@ def check_prompt(prompt: str | None) -> str:
     return text
 
 
-def recognisable_objects(backend: UnifiedModel, prompt: str) -> bool | None:
-    """Whether ``prompt`` names any object the backend's world knows; ``None`` when the backend cannot tell.
-
-    A backend may answer itself through an optional ``prompt_objects(prompt) -> list`` method. The sandbox's
-    world knows its shapes (singular or plural). Region rewards measure relevance to the prompt's objects, so
-    for a prompt that names none the reward falls back to the global score alone.
-    """
-    asks = getattr(backend, "prompt_objects", None)
-    if callable(asks):
-        return bool(asks(prompt))
-    if getattr(backend, "name", "") != "sandbox":
-        return None
-    from .world.spec import SHAPES
-
-    words = set(re.findall(r"[a-z]+", prompt.lower()))
-    return any(shape in words or f"{shape}s" in words for shape in SHAPES)
-
-
-def propose_regions(
-    backend: UnifiedModel,
-    image: Any,
-    prompt: str,
-    judge: JudgeConfig,
-    box_source: str | None,
-    user_boxes: str | Sequence[Region] | None = None,
-) -> tuple[str, list[Region]]:
-    """``(source name used, regions)`` from the named box source (``None`` = the backend's default).
-
-    ``box_source="user"`` takes ``user_boxes`` (text as :func:`parse_user_boxes` reads it, or regions).
-    """
-    width, height = image.size
-    if box_source == USER_BOX_SOURCE:
-        if user_boxes is None or isinstance(user_boxes, str):
-            regions = parse_user_boxes(user_boxes, width, height)
-        else:
-            regions = list(user_boxes)
-        return USER_BOX_SOURCE, regions[: judge.max_regions]
-    sources = backend.box_sources()
-    if not sources:
-        raise ValueError(f"backend {backend.name!r} offers no box source; choose box source 'user' and type boxes")
-    name = box_source or judge.box_source or next(iter(sources))
-    if name not in sources:
-        choices = ", ".join([*sources, USER_BOX_SOURCE])
-        raise ValueError(f"box source {name!r} is unknown for backend {backend.name!r}; choose one of {choices}")
-    regions = sources[name].propose(image, prompt, max_regions=judge.max_regions)
-    return name, list(regions)[: judge.max_regions]
-
-
-def build_all_maps(
-    report: RewardReport, token_size: int, grid: str = "bilinear", modes: Sequence[str] = MAP_MODES
-) -> tuple[dict[str, RewardMap], dict[str, str]]:
-    """The reward map of ``report`` in every mode that can be built, and why the others could not."""
-    maps: dict[str, RewardMap] = {}
-    errors: dict[str, str] = {}
-    for mode in modes:
-        try:
-            maps[mode] = build_reward_map(report, RewardConfig(mode=mode, grid=grid), token_size)
-        except ValueError as err:  # MissingGlobalScore is a ValueError
-            errors[mode] = str(err)
-    return maps, errors
-
-
 def score_sample(
     backend: UnifiedModel,
     sample: Sample,
@@ -170,51 +103,28 @@ def score_sample(
     generation: GenerationConfig | None = None,
     callback: ProgressCallback | None = None,
 ) -> InspectResult:
-    """Propose regions on ``sample.image``, judge them and the whole image, and build every reward map."""
-    image = sample.image
-    width, height = image.size
+    """Score ``sample.image`` through the round's own scoring path and keep everything for display."""
     if callback is not None:
-        callback(ProgressEvent("propose", 0, 1, message="proposing regions"))
-    source_name, regions = propose_regions(backend, image, sample.prompt, judge, box_source, user_boxes)
-    notices: list[str] = []
-    if source_name != USER_BOX_SOURCE and regions and recognisable_objects(backend, sample.prompt) is False:
-        # Nothing the prompt asks for can be in a region: judge the whole image only (SRUM_SPEC §1.5, no regions).
-        logger.info("prompt %r names no object the backend knows; dropping %d regions", sample.prompt, len(regions))
-        regions = []
+        callback(ProgressEvent("judge", 0, 1, message="proposing regions and judging"))
+    scored = score_image(backend, sample.image, sample.prompt, judge, box_source, user_boxes, grid)
     if callback is not None:
-        callback(ProgressEvent("judge", 0, 2, message=f"judging the image and {len(regions)} regions"))
-    global_judgement = backend.judge_global(image, sample.prompt, judge)
-    region_judgements = backend.judge_regions(image, sample.prompt, regions, judge) if regions else []
-    if len(region_judgements) != len(regions):
-        raise RuntimeError(
-            f"backend {backend.name!r} returned {len(region_judgements)} region judgements for {len(regions)} regions; "
-            "judge_regions must answer every region in order"
-        )
-    if not any(j.usable for j in region_judgements):
-        notices.append(NOTICE_NO_OBJECTS)
-    if not global_judgement.usable:
-        notices.append(NOTICE_NO_GLOBAL)
-    report = RewardReport(
-        prompt=sample.prompt,
-        width=width,
-        height=height,
-        global_judgement=global_judgement,
-        regions=tuple(region_judgements),
-        notices=tuple(notices),
+        callback(ProgressEvent("judge", 1, 1, metrics=_summary_metrics(scored.report)))
+    logger.info(
+        "scored %r seed=%s: g=%s, %d regions",
+        sample.prompt,
+        sample.seed,
+        scored.report.global_judgement.score,
+        len(scored.regions),
     )
-    maps, map_errors = build_all_maps(report, backend.token_size, grid)
-    if callback is not None:
-        callback(ProgressEvent("judge", 2, 2, metrics=_summary_metrics(report)))
-    logger.info("scored %r seed=%s: g=%s, %d regions", sample.prompt, sample.seed, global_judgement.score, len(regions))
     return InspectResult(
         prompt=sample.prompt,
         seed=sample.seed,
         sample=sample,
-        box_source=source_name,
-        regions=tuple(regions),
-        report=report,
-        maps=maps,
-        map_errors=map_errors,
+        box_source=scored.box_source,
+        regions=scored.regions,
+        report=scored.report,
+        maps=scored.maps,
+        map_errors=scored.map_errors,
         generation=generation,
         judge=judge,
         grid=grid,
