@@ -50,7 +50,8 @@ cp "$WORK/sandbox_eval.json" "$OUT_DIR/" 2>/dev/null || true
 step tiny_janus_build $PY -c "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); \
 from conftest_janus import build_tiny_janus; build_tiny_janus(Path('$WORK/tiny-janus'))"
 step tiny_janus_round $PY -m srum_core round --backend janus --model "$WORK/tiny-janus" --device "$DEVICE" \
-    --prompts t2i-compbench --n-prompts 8 --steps 2 --seed 0 --out "$WORK/janus_run"
+    --prompts t2i-compbench --n-prompts 8 --steps 2 --eval-split t2i-compbench --eval-n-prompts 1 --seed 0 \
+    --out "$WORK/janus_run"
 
 JANUS_SIZE=()
 [ "$DEVICE" = cpu ] && JANUS_SIZE=(--tiny)

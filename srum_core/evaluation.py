@@ -1,11 +1,11 @@
 """Evaluation: how often the model draws what it is asked, by an independent referee and by its own judge.
 
-For each category, ``n_prompts`` prompts of a split are drawn from the world grammar
-(:func:`srum_core.world.prompts.make_prompts`, fixed ``prompt_seed`` so every round sees the same set), each is
-generated at every seed in ``seeds``, and each image gets
+For each category, ``n_prompts`` prompts of one of the backend's prompt sets are drawn (``backend.prompts``,
+fixed ``prompt_seed`` so every round sees the same set), each is generated at every seed in ``seeds``, and each
+image gets
 
-- the **referee**'s verdict (the sandbox world's non-learned checker, :func:`srum_core.world.referee.verify`) —
-  the measure; never used for training or judging;
+- the **referee**'s verdict (``backend.referee()``, e.g. the sandbox world's non-learned checker) — the measure;
+  never used for training or judging; none for a backend without a referee;
 - the **self-judge**'s verdict: the backend's own global judgement, passed when ``g > 0`` (i.e. P(yes) > 0.5
   for a likelihood judge); an unreadable judgement counts as "judge failed", not as a pass or a fail.
 
@@ -17,68 +17,46 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .adapters import zero_adapter_bypassed
 from .config import GenerationConfig, JudgeConfig
 from .distributed import ProcessInfo, gather_objects, process_info, shard
-from .protocol import Cancelled, ProgressCallback, ProgressEvent
+from .protocol import Cancelled, ProgressCallback, ProgressEvent, Referee
+from .types import PromptItem
 
 logger = logging.getLogger(__name__)
 
-WORLD_REFEREE = "srum_core.world.referee.verify"
+#: ``evaluate(referee=...)`` default: the backend's own referee (``backend.referee()``), if it has one.
+BACKEND_REFEREE = "backend"
 
 
-@dataclass(frozen=True)
-class PromptItem:
-    """A prompt to generate: its text, its category, and (for world prompts) its parsed meaning as a dict."""
-
-    text: str
-    category: str = "unknown"
-    spec: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def world_prompts(split: str, categories: Sequence[str] | None, n_prompts: int, seed: int) -> list[PromptItem]:
-    """``n_prompts`` world prompts of ``split`` per category (``None`` = every category), deterministic in ``seed``."""
-    from .world.prompts import make_prompts
-    from .world.spec import CATEGORIES
-
-    if split not in ("train", "val"):
-        raise ValueError(f"split={split!r}: the sandbox world has the splits 'train' and 'val'")
-    cats = list(categories) if categories else list(CATEGORIES)
-    unknown = [c for c in cats if c not in CATEGORIES]
-    if unknown:
-        raise ValueError(f"unknown categories {unknown}; the world's categories are {', '.join(CATEGORIES)}")
-    items = []
-    for category in cats:
-        for spec in make_prompts(split, category, n_prompts, seed):
-            items.append(PromptItem(text=spec.text, category=spec.category, spec=spec.to_dict()))
-    return items
+def eval_prompts(
+    backend: Any, set_name: str, categories: Sequence[str] | None, n_prompts: int, seed: int
+) -> list[PromptItem]:
+    """``n_prompts`` prompts of the backend's prompt set ``set_name`` per category (None = every category of the
+    backend), deterministic in ``seed``."""
+    if set_name not in backend.prompt_sets():
+        offered = ", ".join(backend.prompt_sets()) or "none"
+        raise ValueError(
+            f"backend {backend.name!r} has no prompt set {set_name!r} to evaluate on (it offers: {offered}); "
+            "choose one of those, or turn evaluation off (--eval-split none)"
+        )
+    return [
+        item
+        for category in (categories or backend.categories())
+        for item in backend.prompts(set_name, [category], n_prompts, seed)
+    ]
 
 
-def world_referee(image: Any, item: PromptItem) -> bool | None:
-    """The world referee's verdict, or None when the prompt is outside the world grammar."""
-    from .world.spec import PromptSpec
-
-    if item.spec is not None:
-        spec = PromptSpec.from_dict(item.spec)
-    else:
-        from .world.prompts import parse_prompt
-
-        spec = parse_prompt(item.text)
-        if spec is None:
-            return None
-    from .world.referee import verify
-
-    return bool(verify(image, spec).passed)
-
-
-Referee = Callable[[Any, PromptItem], "bool | None"]
+def referee_passed(referee: Referee, image: Any, item: PromptItem) -> bool | None:
+    """The referee's pass/fail on ``image`` (None: it cannot judge this prompt)."""
+    verdict = referee(image, item)
+    if verdict is None or isinstance(verdict, bool):
+        return verdict
+    return None if verdict.passed is None else bool(verdict.passed)
 
 
 @dataclass(frozen=True)
@@ -189,12 +167,14 @@ def evaluate(
     generation: GenerationConfig | None = None,
     judge: JudgeConfig | None = None,
     prompt_seed: int = 0,
-    referee: Referee | None = world_referee,
+    referee: Referee | str | None = BACKEND_REFEREE,
     callback: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     info: ProcessInfo | None = None,
 ) -> EvalResult:
     """Generate ``n_prompts`` prompts per category × every seed, and score each image by referee and self-judge.
+
+    ``referee``: :data:`BACKEND_REFEREE` (the backend's own, if any), a callable, or None (no referee).
 
     Under several processes the images are split across processes and the verdicts gathered on all of them.
     """
@@ -205,7 +185,9 @@ def evaluate(
     generation = generation or GenerationConfig()
     judge = judge or JudgeConfig()
     info = info or process_info()
-    prompts = world_prompts(split, categories, n_prompts, prompt_seed)
+    if referee == BACKEND_REFEREE:
+        referee = backend.referee()
+    prompts = eval_prompts(backend, split, categories, n_prompts, prompt_seed)
     jobs = [(item, image_seed(seed, i)) for seed in seeds for i, item in enumerate(prompts)]
     mine = shard(jobs, info)
     results: list[tuple[int, EvalItem]] = []
@@ -218,7 +200,7 @@ def evaluate(
             for (index, (item, seed)), sample in zip(chunk, samples):
                 verdict = backend.judge_global(sample.image, item.text, judge)
                 judge_pass = None if not verdict.usable else bool(verdict.score > 0)
-                ref = referee(sample.image, item) if referee is not None else None
+                ref = referee_passed(referee, sample.image, item) if referee is not None else None
                 results.append(
                     (
                         index,
@@ -241,9 +223,7 @@ def evaluate(
     result = EvalResult(
         split=split,
         judge=f"self-judge:{backend.name} (global P(yes) > 0.5)",
-        referee=WORLD_REFEREE
-        if referee is world_referee
-        else (getattr(referee, "__name__", "custom") if referee else None),
+        referee=_referee_name(referee),
         seeds=tuple(int(s) for s in seeds),
         n_prompts=n_prompts,
         prompt_seed=prompt_seed,
@@ -260,3 +240,9 @@ def evaluate(
         result.overall.agreement,
     )
     return result
+
+
+def _referee_name(referee: Referee | None) -> str | None:
+    if referee is None:
+        return None
+    return getattr(referee, "name", None) or getattr(referee, "__name__", None) or type(referee).__name__

@@ -20,7 +20,16 @@ from typing import Any
 from .config import GenerationConfig, JudgeConfig
 from .protocol import ProgressCallback, ProgressEvent, UnifiedModel
 from .scoring import score_image
-from .types import GlobalJudgement, Region, RegionJudgement, RewardMap, RewardReport, Sample
+from .types import (
+    GlobalJudgement,
+    PromptItem,
+    RefereeVerdict,
+    Region,
+    RegionJudgement,
+    RewardMap,
+    RewardReport,
+    Sample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -221,49 +230,13 @@ def compare_results(before: InspectResult, after: InspectResult) -> list[ScoreDe
 
 
 def referee_verdict(backend: UnifiedModel, image: Any, prompt: str) -> dict[str, Any] | None:
-    """The independent referee's verdict on ``image`` for ``prompt``, where the backend's world has one.
-
-    Only the sandbox world has a programmatic referee; returns ``None`` for other backends, and a verdict with
-    ``passed=None`` for a prompt outside the sandbox grammar. The referee never feeds a reward.
-    """
-    if getattr(backend, "name", "") != "sandbox":
+    """The backend's independent referee on ``image`` for ``prompt``: ``{"passed", "checks", "notes"}``, or None
+    for a backend without a referee. ``passed`` is None for a prompt the referee cannot judge. The referee never
+    feeds a reward."""
+    referee = backend.referee()
+    if referee is None:
         return None
-    from .world.prompts import parse_prompt
-    from .world.referee import verify
-
-    spec = parse_prompt(prompt)
-    if spec is None:
-        return {"passed": None, "checks": {}, "notes": "the prompt is outside the sandbox grammar; the referee cannot judge it"}
-    verdict = verify(image, spec)
-    return {"passed": bool(verdict.passed), "checks": dict(verdict.checks), "notes": verdict.notes}
-
-
-#: Example prompts for backends without a prompt grammar: (category, prompt).
-GENERIC_EXAMPLES: tuple[tuple[str, str], ...] = (
-    ("single", "a red apple"),
-    ("color", "a blue cup and a yellow book"),
-    ("shape", "a round clock and a square frame"),
-    ("texture", "a striped sock next to a wooden spoon"),
-    ("spatial", "a cat to the left of a dog"),
-    ("numeracy", "three green balloons"),
-    ("complex", "two red cubes on top of a blue table"),
-)
-
-
-def example_prompts(backend: UnifiedModel, seed: int = 0) -> list[tuple[str, str]]:
-    """One example ``(category, prompt)`` per prompt category the backend knows.
-
-    The sandbox draws them from its world's grammar (training split, so they are prompts it was built for);
-    other backends get T2I-CompBench-style prompts.
-    """
-    if getattr(backend, "name", "") != "sandbox":
-        return list(GENERIC_EXAMPLES)
-    from .world.prompts import make_prompts
-    from .world.spec import CATEGORIES
-
-    examples: list[tuple[str, str]] = []
-    for category in CATEGORIES:
-        specs = make_prompts("train", category, 1, seed)
-        if specs:
-            examples.append((category, specs[0].text))
-    return examples
+    verdict = referee(image, PromptItem(text=prompt))
+    if verdict is None or isinstance(verdict, bool):
+        verdict = RefereeVerdict(passed=verdict, notes="" if verdict is not None else "the referee cannot judge it")
+    return {"passed": verdict.passed, "checks": dict(verdict.checks), "notes": verdict.notes}

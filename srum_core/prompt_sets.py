@@ -1,4 +1,8 @@
-"""Prompt sets the project ships: the T2I-CompBench training prompts SRUM trained on (SRUM_SPEC §1.1).
+"""Where a round's prompts come from, and the prompt set the project ships for any backend.
+
+:func:`sample_prompts` resolves a round's prompt source, in this order: a prompt set the backend offers itself
+(``backend.prompt_sets()``, e.g. the sandbox's ``train`` and ``val``), ``"t2i-compbench"`` (the T2I-CompBench
+training prompts SRUM trained on, SRUM_SPEC §1.1), or the path of a JSON/JSONL prompt file.
 
 ``assets/t2i_compbench_train.json`` is the list of ``{"Question", "Category", "Question_id"}`` records from
 T2I-CompBench (Huang et al., MIT licence) as redistributed with SRUM (Apache-2.0). ``complex_action`` and
@@ -9,8 +13,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from .types import PromptItem
+
+#: The source name of the shipped T2I-CompBench training prompts (works with every backend).
+T2I_COMPBENCH = "t2i-compbench"
 
 ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "t2i_compbench_train.json"
 
@@ -68,3 +80,78 @@ def load_t2i_compbench(
         keep = sorted(random.Random(seed).sample(range(len(records)), n))
         records = [records[i] for i in keep]
     return [dict(r) for r in records]
+
+
+def t2i_compbench_prompts(categories: Sequence[str] | None, n: int, seed: int) -> list[PromptItem]:
+    """``n`` prompts drawn (seeded, without repeats) from the shipped T2I-CompBench set, of ``categories`` (None =
+    all)."""
+    records = [r for category in (categories or [None]) for r in load_t2i_compbench(category)]
+    pool = [PromptItem(text=r["Question"], category=r["Category"]) for r in records]
+    return draw_prompts(pool, categories, n, seed, T2I_COMPBENCH)
+
+
+def read_prompt_file(path: str | Path) -> list[PromptItem]:
+    """The prompts of a JSON/JSONL file: strings, or objects with ``prompt`` (or T2I-CompBench's ``Question``) and
+    an optional ``category`` (``Category``); a JSON file may also hold ``{"prompts": [...]}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {path} does not exist; give a prompt set name or a JSON/JSONL file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        entries = json.loads(text)
+        if isinstance(entries, dict):
+            entries = entries.get("prompts", [])
+    items = []
+    for number, entry in enumerate(entries, start=1):
+        if isinstance(entry, str):
+            items.append(PromptItem(text=entry))
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path} entry {number}: expected a string or an object with a 'prompt' field")
+        prompt = entry.get("prompt", entry.get("Question", entry.get("text")))
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{path} entry {number}: no 'prompt' (or T2I-CompBench 'Question') text")
+        category = entry.get("category", entry.get("Category", "unknown"))
+        items.append(PromptItem(text=prompt.strip(), category=str(category), spec=entry.get("spec")))
+    return items
+
+
+def draw_prompts(
+    pool: Sequence[PromptItem], categories: Sequence[str] | None, n: int, seed: int, source: str
+) -> list[PromptItem]:
+    """``n`` distinct entries of ``pool`` (of ``categories``, if given), drawn with ``seed``, in pool order."""
+    if categories:
+        pool = [p for p in pool if p.category in categories]
+    if len(pool) < n:
+        raise ValueError(
+            f"{source} has {len(pool)} prompts{' in ' + ', '.join(categories) if categories else ''}, "
+            f"fewer than n_prompts={n}; lower --n-prompts"
+        )
+    picked = sorted(np.random.default_rng(seed).choice(len(pool), size=n, replace=False).tolist())
+    return [pool[i] for i in picked]
+
+
+def share_out(categories: Sequence[str], n: int) -> list[tuple[str, int]]:
+    """``(category, count)`` pairs that share ``n`` prompts out over ``categories``, the first ones one more."""
+    k = len(categories)
+    return [(category, n // k + (1 if i < n % k else 0)) for i, category in enumerate(categories)]
+
+
+def sample_prompts(
+    backend: Any, source: str, categories: Sequence[str] | None, n_prompts: int, seed: int
+) -> list[PromptItem]:
+    """A round's ``n_prompts`` prompts from ``source``: one of the backend's prompt sets, ``"t2i-compbench"``, or a
+    JSON/JSONL file (see the module docstring); the same arguments give the same prompts."""
+    if source in backend.prompt_sets():
+        return backend.prompts(source, categories, n_prompts, seed)
+    if source == T2I_COMPBENCH:
+        return t2i_compbench_prompts(categories, n_prompts, seed)
+    if not Path(source).is_file():
+        offered = ", ".join([*backend.prompt_sets(), T2I_COMPBENCH])
+        raise FileNotFoundError(
+            f"prompt source {source!r} is not a prompt set of backend {backend.name!r} ({offered}), and no such "
+            "JSON/JSONL file exists"
+        )
+    return draw_prompts(read_prompt_file(source), categories, n_prompts, seed, source)

@@ -1,7 +1,9 @@
 """The contracts every backend and box source implements.
 
 A backend is one file under ``srum_core/backends`` that satisfies :class:`UnifiedModel`; the round engine,
-the CLI and the UI talk to backends only through this protocol.
+the CLI and the UI talk to backends only through this protocol. Besides generating, judging and training, a
+backend describes the world it was made for — its prompt categories, its named prompt sets, example prompts,
+and an independent referee if one exists — so no engine or UI module needs to know which backend it talks to.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .config import GenerationConfig, JudgeConfig
-from .types import GlobalJudgement, Region, RegionJudgement, Sample
+from .types import GlobalJudgement, PromptItem, RefereeVerdict, Region, RegionJudgement, Sample
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 class Cancelled(Exception):
     """Raised by a long engine call when its ``cancel`` event is set; the caller restores the previous state."""
+
+
+#: An independent referee: ``(image, prompt item) -> verdict``. A bare bool (or None: cannot judge) is accepted
+#: where only pass/fail is needed, e.g. from a test's stand-in.
+Referee = Callable[[Any, PromptItem], "RefereeVerdict | bool | None"]
 
 
 @runtime_checkable
@@ -100,6 +107,32 @@ class UnifiedModel(Protocol):
 
     def lora_target_modules(self) -> list[str] | str:
         """peft ``target_modules`` naming the layers LoRA adapts (generation path only where possible)."""
+        ...
+
+    # The world the backend was made for. A backend may also offer ``prompt_objects(prompt) -> list[str]``: the
+    # objects it knows that ``prompt`` names (none → region rewards have nothing to measure; global-only reward).
+
+    def categories(self) -> tuple[str, ...]:
+        """The prompt categories of the backend's prompt sets, in report order (evaluation reports per category)."""
+        ...
+
+    def prompt_sets(self) -> tuple[str, ...]:
+        """Names of the backend's own prompt sets (e.g. a training and a held-out split); may be empty."""
+        ...
+
+    def prompts(self, set_name: str, categories: Sequence[str] | None, n: int, seed: int) -> list[PromptItem]:
+        """``n`` prompts of the named set, shared out over ``categories`` as evenly as possible (None = the set's
+        own mix), the same for the same arguments. Unknown set or category names raise ``ValueError`` naming
+        the choices."""
+        ...
+
+    def example_prompts(self, seed: int = 0) -> list[tuple[str, str]]:
+        """``(category, prompt)`` examples, one per category, that the backend handles well (the UI offers them)."""
+        ...
+
+    def referee(self) -> Referee | None:
+        """An independent, non-learned checker of images against prompts, or None. It only measures: it never
+        feeds a reward or a training step."""
         ...
 
 

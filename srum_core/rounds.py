@@ -19,7 +19,6 @@ split across processes, gradients are averaged, and only the main process writes
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -44,7 +43,8 @@ from .adapters import (
 from .boxes.user import USER_BOX_SOURCE
 from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
 from .distributed import ProcessInfo, barrier, gather_objects, process_info, shard
-from .evaluation import EvalResult, PromptItem, evaluate, image_seed, world_prompts, world_referee
+from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, referee_passed
+from .prompt_sets import sample_prompts
 from .protocol import Cancelled, ProgressCallback, ProgressEvent
 from .records import scoring_record_from_report, training_record_from_report, write_jsonl
 from .runs import (
@@ -68,13 +68,9 @@ from .runs import (
 )
 from .scoring import judge_image, propose_image_regions, resolve_box_source, training_maps
 from .training import TrainResult, train_on_samples
-from .types import Region, RewardMap, RewardReport, Sample
+from .types import PromptItem, Region, RewardMap, RewardReport, Sample
 
 logger = logging.getLogger(__name__)
-
-WORLD_SPLITS = ("train", "val")
-#: The shipped T2I-CompBench training prompts (srum_core.prompt_sets) as a prompt source for real models.
-T2I_COMPBENCH = "t2i-compbench"
 
 __all__ = ["Cancelled", "RoundConfig", "RoundResult", "run_round"]
 
@@ -84,13 +80,13 @@ class RoundConfig:
     """Everything one round needs. ``seed`` (None = draw one; the result reports it) drives the prompt draw,
     the image seeds, the LoRA initialisation and the training noise — it replaces ``training.seed``.
 
-    ``prompts``: ``"train"`` / ``"val"`` (the sandbox world's splits), ``"t2i-compbench"`` (the shipped
-    T2I-CompBench training prompts) or a path to a JSON/JSONL prompt file
-    (strings, or objects with ``prompt``/``Question`` and optional ``category``/``Category``).
+    ``prompts``: one of the backend's prompt sets (``backend.prompt_sets()``, e.g. the sandbox's ``"train"`` /
+    ``"val"``), ``"t2i-compbench"`` (the shipped T2I-CompBench training prompts) or a path to a JSON/JSONL prompt
+    file (strings, or objects with ``prompt``/``Question`` and optional ``category``/``Category``).
     ``categories``: keep only these categories (None = all). ``n_prompts``: prompts drawn this round, each
     generated ``images_per_prompt`` times at different seeds (default 1: one image per prompt).
-    ``eval_split``: world split evaluated before and after (None = no evaluation); ``eval_n_prompts`` prompts per
-    category at each of ``eval_seeds``. ``n_fixed_samples``: before/after sample images at fixed prompts/seeds.
+    ``eval_split``: the backend's prompt set evaluated before and after (None = no evaluation); ``eval_n_prompts``
+    prompts per category at each of ``eval_seeds``. ``n_fixed_samples``: before/after sample images at fixed prompts/seeds.
     ``gate``: None (SRUM: every image with a usable global score trains) or a threshold in [−1, 1): only images
     whose global self-score ``g`` exceeds it train — reward-gated rounds, an option outside SRUM for a base that
     fails most prompts (the gated-out images are counted in the summary).
@@ -114,7 +110,7 @@ class RoundConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompts, str) or not self.prompts:
-            raise ValueError("prompts must be 'train', 'val' or the path of a JSON/JSONL prompt file")
+            raise ValueError("prompts must name a prompt set of the backend, 't2i-compbench', or a JSON/JSONL file")
         if not 1 <= self.n_prompts <= 100_000:
             raise ValueError(f"n_prompts={self.n_prompts}: generate between 1 and 100000 images per round")
         if self.categories is not None:
@@ -122,8 +118,6 @@ class RoundConfig:
         if self.eval_categories is not None:
             object.__setattr__(self, "eval_categories", tuple(self.eval_categories))
         object.__setattr__(self, "eval_seeds", tuple(int(s) for s in self.eval_seeds))
-        if self.eval_split is not None and self.eval_split not in WORLD_SPLITS:
-            raise ValueError(f"eval_split={self.eval_split!r}: use 'train', 'val' or None (no evaluation)")
         if self.eval_split is not None and (self.eval_n_prompts < 1 or not self.eval_seeds):
             raise ValueError("evaluation needs eval_n_prompts ≥ 1 and at least one eval seed (or eval_split=None)")
         if not 0 <= self.n_fixed_samples <= 64:
@@ -186,70 +180,6 @@ class RoundResult:
     timings: dict[str, float]
     eval_before: EvalResult | None
     eval_after: EvalResult | None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Stage 1: prompts
-
-
-def _read_prompt_file(path: Path) -> list[PromptItem]:
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} does not exist; give 'train', 'val' or a JSON/JSONL file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        entries = json.loads(text)
-        if isinstance(entries, dict):
-            entries = entries.get("prompts", [])
-    items = []
-    for number, entry in enumerate(entries, start=1):
-        if isinstance(entry, str):
-            items.append(PromptItem(text=entry))
-            continue
-        if not isinstance(entry, dict):
-            raise ValueError(f"{path} entry {number}: expected a string or an object with a 'prompt' field")
-        prompt = entry.get("prompt", entry.get("Question", entry.get("text")))
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"{path} entry {number}: no 'prompt' (or T2I-CompBench 'Question') text")
-        category = entry.get("category", entry.get("Category", "unknown"))
-        items.append(PromptItem(text=prompt.strip(), category=str(category), spec=entry.get("spec")))
-    return items
-
-
-def sample_prompts(source: str, categories: Sequence[str] | None, n_prompts: int, seed: int) -> list[PromptItem]:
-    """``n_prompts`` prompts: a world split (balanced over ``categories``), or a seeded draw from the shipped
-    T2I-CompBench set (``"t2i-compbench"``) or a JSON/JSONL file."""
-    if source in WORLD_SPLITS:
-        if not categories:
-            from .world.prompts import make_prompts
-
-            return [
-                PromptItem(text=s.text, category=s.category, spec=s.to_dict())
-                for s in make_prompts(source, None, n_prompts, seed)
-            ]
-        items: list[PromptItem] = []
-        for i, category in enumerate(categories):
-            count = n_prompts // len(categories) + (1 if i < n_prompts % len(categories) else 0)
-            if count:
-                items += world_prompts(source, [category], count, seed)
-        return items
-    if source == T2I_COMPBENCH:
-        from .prompt_sets import load_t2i_compbench
-
-        records = [r for category in (categories or [None]) for r in load_t2i_compbench(category)]
-        pool = [PromptItem(text=r["Question"], category=r["Category"]) for r in records]
-    else:
-        pool = _read_prompt_file(Path(source))
-    if categories:
-        pool = [p for p in pool if p.category in categories]
-    if len(pool) < n_prompts:
-        raise ValueError(
-            f"{source} has {len(pool)} prompts{' in ' + ', '.join(categories) if categories else ''}, "
-            f"fewer than n_prompts={n_prompts}; lower --n-prompts"
-        )
-    picked = sorted(np.random.default_rng(seed).choice(len(pool), size=n_prompts, replace=False).tolist())
-    return [pool[i] for i in picked]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -387,9 +317,16 @@ def reward_summary(reports: Sequence[RewardReport], maps: Sequence[RewardMap | N
     }
 
 
-def referee_summary(samples: Sequence[Sample], items: Sequence[PromptItem], reports: Sequence[RewardReport]) -> dict:
-    """Referee accuracy and judge–referee agreement on the round's own images (world prompts only)."""
-    verdicts = [world_referee(s.image, item) if item.spec is not None else None for s, item in zip(samples, items)]
+def referee_summary(
+    backend: Any, samples: Sequence[Sample], items: Sequence[PromptItem], reports: Sequence[RewardReport]
+) -> dict:
+    """Referee accuracy and judge–referee agreement on the round's own images (prompts of the backend's own prompt
+    sets only, which carry their parsed meaning; none without a referee)."""
+    referee = backend.referee()
+    verdicts = [
+        referee_passed(referee, s.image, item) if referee is not None and item.spec is not None else None
+        for s, item in zip(samples, items)
+    ]
     judged = [(v, r.global_judgement.score > 0) for v, r in zip(verdicts, reports) if v is not None and r.trainable]
     known = [v for v in verdicts if v is not None]
     return {
@@ -399,11 +336,11 @@ def referee_summary(samples: Sequence[Sample], items: Sequence[PromptItem], repo
     }
 
 
-def _fixed_sample_items(config: RoundConfig, items: Sequence[PromptItem]) -> list[PromptItem]:
+def _fixed_sample_items(backend: Any, config: RoundConfig, items: Sequence[PromptItem]) -> list[PromptItem]:
     if config.n_fixed_samples == 0:
         return []
     if config.eval_split is not None:
-        pool = world_prompts(config.eval_split, config.eval_categories or config.categories, 1, 0)
+        pool = eval_prompts(backend, config.eval_split, config.eval_categories or config.categories, 1, 0)
     else:
         pool = list(items)
     return pool[: config.n_fixed_samples]
@@ -430,12 +367,10 @@ def _draw_seed(info: ProcessInfo) -> int:
     return int(gather_objects([(info.rank, secrets.randbelow(2**31))], info)[0])
 
 
-def _same_eval_settings(previous: dict[str, Any], config: RoundConfig) -> bool:
+def _same_eval_settings(backend: Any, previous: dict[str, Any], config: RoundConfig) -> bool:
     """Whether a resumed run's "after" evaluation is exactly the evaluation this round would run "before"."""
-    from .world.spec import CATEGORIES
-
     after = previous.get("after") or {}
-    wanted = config.eval_categories or config.categories or CATEGORIES
+    wanted = config.eval_categories or config.categories or backend.categories()
     return (
         after.get("split") == config.eval_split
         and after.get("n_prompts") == config.eval_n_prompts
@@ -481,6 +416,8 @@ def run_round(
         out_dir = Path(out_dir)
         if out_dir.exists():
             raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
+    if config.eval_split is not None and config.eval_split not in backend.prompt_sets():
+        eval_prompts(backend, config.eval_split, None, 1, 0)  # raises, naming the sets the backend offers
     # What the backend carried when called: restored exactly (rank included) if the round does not complete.
     entry = snapshot_adapter(backend)
     staging = None
@@ -502,8 +439,8 @@ def run_round(
             staging = staging_dir(out_dir)
 
         log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
-        prompts = sample_prompts(config.prompts, config.categories, config.n_prompts, seed)
-        fixed = _fixed_sample_items(config, prompts)
+        prompts = sample_prompts(backend, config.prompts, config.categories, config.n_prompts, seed)
+        fixed = _fixed_sample_items(backend, config, prompts)
         # Each prompt images_per_prompt times in a row; every image gets its own seed below.
         items = [item for item in prompts for _ in range(config.images_per_prompt)]
         # Until training, a round from the base model runs without its all-zero LoRA layers (bit-identical).
@@ -533,7 +470,7 @@ def run_round(
                 rewards["n_gated_out"] = len(train_set.gated_out)
                 kept, judged = len(train_set.kept), rewards["n_trainable"]
                 log("gate g > %g: %d of %d judged images train", config.gate, kept, judged)
-            referee = referee_summary(samples, items, reports)
+            referee = referee_summary(backend, samples, items, reports)
             log(
                 "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
                 "mean g %s, mean region score %s, mean token weight %s",
@@ -555,7 +492,7 @@ def run_round(
             t0 = time.perf_counter()
             eval_before = None
             if config.eval_split is not None:
-                if previous_eval is not None and _same_eval_settings(previous_eval, config):
+                if previous_eval is not None and _same_eval_settings(backend, previous_eval, config):
                     eval_before = EvalResult.from_dict(previous_eval["after"])
                     log("evaluation before = the resumed round's evaluation after (same settings)")
                 else:

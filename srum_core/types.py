@@ -7,7 +7,7 @@ testable with hand-written values. Pixel boxes are ``(x1, y1, x2, y2)`` integers
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +18,34 @@ ParseStatus = Literal["ok", "clamped", "failed", "missing"]
 #: Parse statuses whose score may be used for a reward. ``clamped`` scores were out of [-1, 1] and were
 #: clamped; they are kept but flagged so a user can see the judge misbehaved.
 USABLE_STATUSES: frozenset[str] = frozenset({"ok", "clamped"})
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """A prompt to generate: its text, its category, and (for prompts of a backend's own prompt set) its parsed
+    meaning as a JSON-safe dict that the backend's referee can read back."""
+
+    text: str
+    category: str = "unknown"
+    spec: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RefereeVerdict:
+    """An independent referee's verdict on one image (never a reward: a measure of the model).
+
+    ``passed`` is None when the referee cannot judge the prompt (``notes`` says why); ``category`` is the prompt's
+    category as the referee reads it; ``details`` holds referee-specific JSON-safe findings (e.g. detections).
+    """
+
+    passed: bool | None
+    category: str | None = None
+    checks: dict[str, bool] = field(default_factory=dict)
+    notes: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ import torch
 from PIL import Image
 
 from srum_core.config import GenerationConfig, JudgeConfig
-from srum_core.types import GlobalJudgement, Region, RegionJudgement, Sample
+from srum_core.types import GlobalJudgement, PromptItem, Region, RegionJudgement, Sample
 
 SIZE = 16
 TOKEN = 4
 GRID = SIZE // TOKEN
 PATCH_DIM = TOKEN * TOKEN * 3
 COND_DIM = 8
+CATEGORIES = ("single", "color", "spatial")
 
 
 def prompt_vector(prompt: str) -> torch.Tensor:
@@ -171,6 +172,28 @@ class FakeBackend:
 
     def lora_target_modules(self) -> list[str]:
         return ["to_in", "hidden", "to_out"]
+
+    # A tiny world: two prompt sets of numbered prompts per category, no referee.
+    def categories(self) -> tuple[str, ...]:
+        return CATEGORIES
+
+    def prompt_sets(self) -> tuple[str, ...]:
+        return ("train", "val")
+
+    def prompts(self, set_name: str, categories: Sequence[str] | None, n: int, seed: int) -> list[PromptItem]:
+        if set_name not in self.prompt_sets():
+            raise ValueError(f"prompt set {set_name!r} is unknown; choose train or val")
+        cats = list(categories or CATEGORIES)
+        return [
+            PromptItem(text=f"{set_name} {cats[i % len(cats)]} prompt {seed}-{i}", category=cats[i % len(cats)])
+            for i in range(n)
+        ]
+
+    def example_prompts(self, seed: int = 0) -> list[tuple[str, str]]:
+        return [(category, f"a {category} example") for category in CATEGORIES]
+
+    def referee(self) -> None:
+        return None
 
 
 #: Generation settings of the training and adapter tests.

@@ -146,10 +146,17 @@ def test_region_crop_enlarges_the_clamped_box(backend):
     assert crop.size == ((SIZE - 4) * 3, 4 * 3)
 
 
-def test_examples_cover_every_category(backend):
-    examples = insp.example_prompts(backend)
-    assert {c for c, _ in examples} == {"single", "color", "shape", "texture", "spatial", "numeracy", "complex"}
-    assert all(text.strip() for _, text in examples)
+def test_referee_verdict_comes_from_the_backends_referee(backend):
+    result = insp.inspect_prompt(backend, "a red circle", 5, GEN, JUDGE, None)
+    assert insp.referee_verdict(backend, result.image, "a red circle") is None  # the fake has no referee
+
+    class Refereed(FakeBackend):
+        def referee(self):
+            return lambda image, item: "circle" in item.text
+
+    refereed = Refereed()
+    assert insp.referee_verdict(refereed, result.image, "a red circle") == {"passed": True, "checks": {}, "notes": ""}
+    assert insp.referee_verdict(refereed, result.image, "a blue square")["passed"] is False
 
 
 def test_engine_never_imports_gradio():

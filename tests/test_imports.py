@@ -35,3 +35,23 @@ def test_importing_the_engine_loads_no_heavy_model_libraries():
     result = run(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_only_the_sandbox_knows_its_world():
+    """The toy world sits behind the sandbox backend: no other engine or UI module imports it or asks for the
+    sandbox by name (the embedded model under srum_core/tinyumm is trained on the world, so it may)."""
+    import re
+
+    allowed = {ROOT / "srum_core" / "backends" / "sandbox.py"}
+    inside = (ROOT / "srum_core" / "world", ROOT / "srum_core" / "tinyumm")
+    imports_world = re.compile(r"^\s*(from|import)\s+(srum_core|\.\.?)?\.?world\b", re.MULTILINE)
+    asks_by_name = re.compile(r"""name\s*[!=]=\s*["']sandbox["']""")
+    files = [ROOT / "app.py", *(ROOT / "srum_core").rglob("*.py"), *(ROOT / "workbench").rglob("*.py")]
+    offenders = []
+    for path in files:
+        if path in allowed or any(folder in path.parents for folder in inside):
+            continue
+        text = path.read_text(encoding="utf-8")
+        if imports_world.search(text) or "srum_core.world." in text or asks_by_name.search(text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []

@@ -130,8 +130,10 @@ def test_prompts_command_prints_json_lines(capsys):
     assert len(rows) == 4 and all(r["split"] == "val" and r["category"] == "spatial" for r in rows)
     assert [r["prompt"] for r in rows] == [s.text for s in make_prompts("val", "spatial", 4, 3)]
     assert parse_prompt(rows[0]["prompt"]).to_dict() == rows[0]["spec"]
+    code, _, err = _cli(["prompts", "--split", "nope"], capsys)
+    assert code == 2 and "train, val" in err  # the backend's own prompt sets
     code, _, err = _cli(["prompts", "--backend", "janus"], capsys)
-    assert code == 2 and "sandbox" in err
+    assert code == 2 and "needs a model" in err
     code, _, err = _cli(["prompts", "--category", "colour"], capsys)
     assert code == 2 and "numeracy" in err
 

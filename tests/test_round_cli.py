@@ -49,7 +49,7 @@ def test_round_refuses_bad_input(tmp_path, prompts, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(_round_args(prompts, tmp_path / "x", "--resume", str(tmp_path / "missing"))) == 2
     assert main(_round_args(tmp_path / "nope.json", tmp_path / "y")) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such JSON/JSONL file exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(_round_args(prompts, tmp_path / "z", "--map", "nonsense"))
     assert main(_round_args(prompts, tmp_path / "w", "--lam", "-1")) == 2
@@ -76,8 +76,17 @@ def test_round_with_a_gate_reports_what_it_left_out(tmp_path, prompts, capsys):
     assert info.summary["n_trained"] + gated + 1 == 4  # one image's global judgement is unreadable
 
 
-def test_eval_writes_results(tmp_path, prompts, capsys):
+def test_eval_writes_results(tmp_path, prompts, capsys, monkeypatch):
     assert main(_round_args(prompts, tmp_path / "r1")) == 0
+
+    def always_pass(image, item):
+        return True
+
+    class Refereed(FakeBackend):
+        def referee(self):
+            return always_pass
+
+    monkeypatch.setattr(round_cmd, "load_backend", lambda name, device="auto", model=None: Refereed())
     out = tmp_path / "results.json"
     args = ["eval", "--backend", "sandbox", "--run", str(tmp_path / "r1"), "--split", "val", "--category", "single",
             "--n-prompts", "2", "--seed", "5", "--n-seeds", "2", "--gen-steps", "2", "--out", str(out)]  # fmt: skip
@@ -85,7 +94,7 @@ def test_eval_writes_results(tmp_path, prompts, capsys):
     data = json.loads(out.read_text())
     assert data["state"] == str(tmp_path / "r1") and data["backend"] == "fake"
     assert data["seeds"] == [5, 6] and data["overall"]["n"] == 4 and set(data["per_category"]) == {"single"}
-    assert data["referee"] == "srum_core.world.referee.verify"
+    assert data["referee"] == "always_pass" and data["overall"]["referee_accuracy"] == 1.0  # the backend's own
     assert "judge" in data and "self-judge:fake" in data["judge"]
     assert main(args) == 2  # refuses to overwrite
     assert main([*args, "--force"]) == 0

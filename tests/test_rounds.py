@@ -13,16 +13,16 @@ import torch
 
 from srum_core import adapters as A
 from srum_core.config import MAP_MODES, GenerationConfig, RewardConfig, TrainingConfig
-from srum_core.evaluation import EvalItem, PromptItem, evaluate, summarise
+from srum_core.evaluation import EvalItem, evaluate, summarise
 from srum_core.rounds import (
     Cancelled,
     RoundConfig,
     run_round,
-    sample_prompts,
     select_training_set,
 )
 from srum_core.runs import read_jsonl, read_run
 from srum_core.scoring import training_maps
+from srum_core.types import PromptItem
 from tests.fakes import FakeBackend
 
 PROMPTS = ["a red circle", "a blue square UNREADABLE", "two green triangles", "a purple square", "a red square"]
@@ -238,29 +238,6 @@ def test_images_per_prompt_draws_each_prompt_k_times_at_distinct_seeds(tmp_path,
 def test_select_training_set_gate_needs_reports():
     with pytest.raises(ValueError, match="needs the reports"):
         select_training_set([], [], gate=0.0)
-
-
-def test_prompt_file_sampling(tmp_path):
-    path = tmp_path / "compbench.json"
-    path.write_text(
-        json.dumps(
-            [{"Question": f"q{i}", "Category": "color" if i % 2 else "shape", "Question_id": i} for i in range(10)]
-        )
-    )
-    items = sample_prompts(str(path), ["color"], 3, seed=0)
-    assert len(items) == 3 and all(i.category == "color" for i in items)
-    assert items == sample_prompts(str(path), ["color"], 3, seed=0)
-    with pytest.raises(ValueError, match="fewer than"):
-        sample_prompts(str(path), ["color"], 6, seed=0)
-    with pytest.raises(FileNotFoundError):
-        sample_prompts(str(tmp_path / "missing.json"), None, 1, seed=0)
-
-
-def test_world_prompts_are_balanced_over_categories():
-    items = sample_prompts("train", ("single", "spatial"), 5, seed=0)
-    assert [i.category for i in items].count("single") == 3
-    assert [i.category for i in items].count("spatial") == 2
-    assert all(i.spec is not None for i in items)
 
 
 def test_evaluate_counts_judge_and_referee(prompt_file):

@@ -22,6 +22,8 @@ Implements :class:`srum_core.protocol.UnifiedModel`:
 - ``box_sources``: ``self-grounding`` (connected components of same-label patches of the model's own
   object/colour/shape heads) first, then the class-agnostic ``segmenter``.
 - ``token_losses``: per-token velocity squared error (mean over a token's values), ``(B, 64)``.
+- the world behind the contract: ``categories``, ``prompt_sets`` (the world's splits), ``prompts``,
+  ``example_prompts``, ``referee`` (:class:`WorldReferee`) and ``prompt_objects`` delegate to ``srum_core.world``.
 
 Nothing loads at import; :func:`load_sandbox` caches weights per (path, device) for the process.
 """
@@ -39,7 +41,7 @@ import torch
 
 from ..config import GenerationConfig, JudgeConfig
 from ..protocol import ProgressCallback, ProgressEvent
-from ..types import GlobalJudgement, Region, RegionJudgement, Sample
+from ..types import GlobalJudgement, PromptItem, RefereeVerdict, Region, RegionJudgement, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +186,33 @@ class SelfGrounding:
         return [Region(box=g.box, source=self.name, label=g.name, confidence=g.confidence) for g in found]
 
 
+class WorldReferee:
+    """The world's independent, non-learned referee (:func:`srum_core.world.referee.verify`) behind the
+    :data:`~srum_core.protocol.Referee` contract: it measures drawings and never feeds a reward."""
+
+    name = "srum_core.world.referee.verify"
+
+    def __call__(self, image: Any, item: PromptItem) -> RefereeVerdict:
+        from ..world.prompts import parse_prompt
+        from ..world.referee import verify
+        from ..world.spec import PromptSpec
+
+        spec = PromptSpec.from_dict(item.spec) if item.spec is not None else parse_prompt(item.text)
+        if spec is None:
+            return RefereeVerdict(
+                passed=None,
+                notes="the prompt is outside the sandbox world's grammar (see srum_core.world.prompts); not judged",
+            )
+        verdict = verify(image, spec)
+        return RefereeVerdict(
+            passed=bool(verdict.passed),
+            category=spec.category,
+            checks=dict(verdict.checks),
+            notes=verdict.notes,
+            details={"detected": [d.to_dict() for d in verdict.detections]},
+        )
+
+
 class SandboxBackend:
     """TinyUMM behind the :class:`~srum_core.protocol.UnifiedModel` contract (see the module docstring)."""
 
@@ -251,6 +280,42 @@ class SandboxBackend:
         return {"self-grounding": SelfGrounding(self), "segmenter": SegmenterBoxes()}
 
     # ------------------------------------------------------------------- the world (thin delegations to it)
+    def categories(self) -> tuple[str, ...]:
+        """The world's prompt categories."""
+        from ..world.spec import CATEGORIES
+
+        return tuple(CATEGORIES)
+
+    def prompt_sets(self) -> tuple[str, ...]:
+        """The world's prompt splits: ``train``, and ``val`` with colour–shape pairings never seen in training."""
+        from ..world.prompts import SPLITS
+
+        return tuple(SPLITS)
+
+    def prompts(self, set_name: str, categories: Sequence[str] | None, n: int, seed: int) -> list[PromptItem]:
+        """``n`` prompts of the world split ``set_name``: the grammar's balanced mix, or shared out over
+        ``categories``; each carries its parsed meaning (``spec``) for the referee."""
+        from ..prompt_sets import share_out
+        from ..world.prompts import make_prompts
+
+        if set_name not in self.prompt_sets():
+            raise ValueError(f"prompt set {set_name!r} is unknown; the sandbox offers {', '.join(self.prompt_sets())}")
+        unknown = [c for c in categories or () if c not in self.categories()]
+        if unknown:
+            raise ValueError(f"unknown categories {unknown}; the world's categories are {', '.join(self.categories())}")
+        if categories:
+            specs = [spec for cat, k in share_out(list(categories), n) if k for spec in make_prompts(set_name, cat, k, seed)]
+        else:
+            specs = make_prompts(set_name, None, n, seed)
+        return [PromptItem(text=spec.text, category=spec.category, spec=spec.to_dict()) for spec in specs]
+
+    def example_prompts(self, seed: int = 0) -> list[tuple[str, str]]:
+        """One training-split prompt per category: prompts the model was built for."""
+        return [(item.category, item.text) for c in self.categories() for item in self.prompts("train", [c], 1, seed)]
+
+    def referee(self) -> WorldReferee:
+        return WorldReferee()
+
     def prompt_objects(self, prompt: str) -> list[str]:
         """The world's shapes ``prompt`` names (singular or plural); none means region rewards have nothing to
         measure and the image gets a global-only reward."""

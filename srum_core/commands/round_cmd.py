@@ -92,7 +92,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--prompts",
         default="train",
-        help="prompt source: train or val (sandbox world splits), t2i-compbench, or a JSON/JSONL FILE",
+        help="prompt source: a prompt set of the backend (sandbox: train, val), t2i-compbench, or a JSON/JSONL FILE",
     )
     p.add_argument(
         "--category",
@@ -124,7 +124,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--box-source", default=None, help="region proposer by name (default: the backend's first)")
     p.add_argument("--region-view", default="crop", help="how the judge sees a region: crop, coords or boxes")
     p.add_argument("--max-regions", type=int, default=10, help="regions judged per image (default 10)")
-    p.add_argument("--eval-split", default="val", help="world split to evaluate before/after, or 'none'")
+    p.add_argument(
+        "--eval-split", default="val", help="the backend's prompt set to evaluate before/after (sandbox: val), or 'none'"
+    )
     p.add_argument("--eval-n-prompts", type=int, default=4, help="evaluation prompts per category (default 4)")
     p.add_argument("--eval-seeds", type=int, default=1, help="evaluation seeds 0..K-1 (default 1)")
     p.add_argument(
@@ -150,11 +152,12 @@ def register(subparsers: Any) -> None:
     e = subparsers.add_parser(
         "eval",
         help="evaluate a state (base or a run's adapter): referee and self-judge accuracy per category",
-        description="Generate validation prompts and score them by the world referee and the model's own judge.",
+        description="Generate prompts of one of the backend's prompt sets and score the images by the backend's "
+        "referee (if it has one) and by the model's own judge.",
     )
     _add_backend_flags(e)
     e.add_argument("--run", default=None, metavar="RUN_DIR", help="load this run's adapter (default: base model)")
-    e.add_argument("--split", default="val", choices=("train", "val"), help="world prompt split (default val)")
+    e.add_argument("--split", default="val", help="the backend's prompt set to evaluate on (default val)")
     e.add_argument("--category", action="append", default=None, help="evaluate only this category (repeatable)")
     e.add_argument("--n-prompts", type=int, default=8, help="prompts per category (default 8)")
     e.add_argument("--seed", type=int, default=0, help="first generation seed (default 0)")

@@ -1,4 +1,8 @@
-"""``prompts`` and ``verify``: the sandbox world's prompt sets and its independent referee on the command line."""
+"""``prompts`` and ``verify``: a backend's prompt sets and its independent referee on the command line.
+
+Both ask the backend (``--backend``, default ``sandbox``) through its contract: ``prompt_sets`` / ``prompts`` /
+``categories`` for ``prompts``, ``referee`` for ``verify``.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,22 @@ from pathlib import Path
 
 from . import CliError
 
-BACKENDS = ("sandbox",)
+DEFAULT_BACKEND = "sandbox"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     prompts = subparsers.add_parser(
         "prompts",
-        help="print prompts of the sandbox world as JSON lines",
-        description="Deterministic prompts of the synthetic world's grammar. The validation split holds "
-        "(colour, shape) pairings that training prompts never contain.",
+        help="print prompts of a backend's prompt set as JSON lines",
+        description="Deterministic prompts of one of the backend's prompt sets. The sandbox world's validation set "
+        "holds (colour, shape) pairings that its training prompts never contain.",
     )
-    prompts.add_argument("--backend", default="sandbox", help="whose prompt grammar to use (only 'sandbox' has one)")
-    prompts.add_argument("--split", choices=("train", "val"), default="train", help="train or held-out val prompts")
+    _add_backend_flags(prompts)
+    prompts.add_argument("--split", default="train", help="prompt set of the backend (sandbox: train or val)")
     prompts.add_argument(
         "--category",
         default=None,
-        help="one category (single, color, shape, texture, spatial, numeracy, complex); default: a balanced mix",
+        help="one category (sandbox: single, color, shape, texture, spatial, numeracy, complex); default: a mix",
     )
     prompts.add_argument("--n", type=int, default=10, help="how many prompts (default 10)")
     prompts.add_argument("--seed", type=int, default=None, help="random seed; omitted: one is drawn and reported")
@@ -32,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     verify = subparsers.add_parser(
         "verify",
-        help="judge generated images of the sandbox world with the independent referee",
+        help="judge generated images with the backend's independent referee (the sandbox world has one)",
         description="Reads DIR/generation.jsonl ({prompt, seed, file, settings, backend} per line), writes one "
         "verdict per image and prints the accuracy per category. The referee is rule-based and never used in "
         "training or self-judging.",
@@ -40,28 +44,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--images", required=True, help="folder holding generation.jsonl and the images it lists")
     verify.add_argument("--out", required=True, help="verdicts JSONL to write")
     verify.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    _add_backend_flags(verify)
     verify.set_defaults(handler=run_verify)
 
 
-def run_prompts(args: argparse.Namespace) -> int:
-    from ..world.prompts import make_prompts, split_of
-    from ..world.spec import CATEGORIES
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, help=f"whose prompt sets to use (default {DEFAULT_BACKEND})")
+    parser.add_argument("--model", default=None, help="weights folder or hub id for the backend (default: its own)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu; nothing is generated)")
 
-    if args.backend not in BACKENDS:
-        raise CliError(f"--backend {args.backend!r} has no prompt grammar; choose one of: {', '.join(BACKENDS)}")
-    if args.category is not None and args.category not in CATEGORIES:
-        raise CliError(f"--category {args.category!r} is unknown; choose one of: {', '.join(CATEGORIES)}")
+
+def _backend(args: argparse.Namespace):
+    from .round_cmd import load_backend
+
+    return load_backend(args.backend, device=args.device, model=args.model)
+
+
+def run_prompts(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise CliError(f"--n {args.n}: ask for zero or more prompts")
+    backend = _backend(args)
+    if args.split not in backend.prompt_sets():
+        offered = ", ".join(backend.prompt_sets()) or "none"
+        raise CliError(f"--split {args.split!r}: backend {backend.name} offers the prompt sets: {offered}")
+    if args.category is not None and args.category not in backend.categories():
+        raise CliError(f"--category {args.category!r} is unknown; choose one of: {', '.join(backend.categories())}")
     seed = args.seed
     if seed is None:
         import secrets
 
         seed = secrets.randbelow(2**31)
         print(f"seed: {seed}", file=sys.stderr)
-    for spec in make_prompts(args.split, args.category, args.n, seed):
-        row = {"prompt": spec.text, "category": spec.category, "split": split_of(spec), "spec": spec.to_dict()}
-        print(json.dumps(row))
+    categories = None if args.category is None else [args.category]
+    for item in backend.prompts(args.split, categories, args.n, seed):
+        print(json.dumps({"prompt": item.text, "category": item.category, "split": args.split, "spec": item.spec}))
     return 0
 
 
@@ -91,30 +107,56 @@ def run_verify(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..records import write_jsonl
-    from ..world.referee import summarise, verdict_row
-    from ..world.spec import CATEGORIES
+    from ..types import PromptItem
 
     folder = Path(args.images)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise CliError(f"{out} already exists; pass --force to overwrite it or choose another --out")
+    entries = _read_generation(folder)
+    backend = _backend(args)
+    referee = backend.referee()
+    if referee is None:
+        raise CliError(f"backend {backend.name} has no referee; only its own judge can score these images (`score`)")
     rows = []
-    for entry in _read_generation(folder):
+    for entry in entries:
         with Image.open(folder / entry["file"]) as img:
-            row = verdict_row(img.convert("RGB"), str(entry["prompt"]))
-        rows.append({"file": entry["file"], **row})
+            verdict = referee(img.convert("RGB"), PromptItem(text=str(entry["prompt"])))
+        rows.append({"file": entry["file"], **_verdict_row(str(entry["prompt"]), verdict)})
     write_jsonl(out, rows, overwrite=args.force)
-    summary = summarise(rows)
+    summary = _summarise(rows)
     print(f"{'category':<10} {'n':>5} {'passed':>7} {'accuracy':>9}")
-    for name in CATEGORIES:
-        if name not in summary:
-            continue
-        entry = summary[name]
-        print(f"{name:<10} {entry['n']:>5} {entry['passed']:>7} {entry['accuracy']:>9.3f}")
-    if "all" in summary:
-        entry = summary["all"]
-        print(f"{'all':<10} {entry['n']:>5} {entry['passed']:>7} {entry['accuracy']:>9.3f}")
+    for name in [*backend.categories(), "all"]:
+        if name in summary:
+            entry = summary[name]
+            print(f"{name:<10} {entry['n']:>5} {entry['passed']:>7} {entry['passed'] / entry['n']:>9.3f}")
     if "unjudged" in summary:
-        print(f"{summary['unjudged']['n']} image(s) had prompts outside the world's grammar (passed: null)")
+        print(f"{summary['unjudged']['n']} image(s) had prompts the referee cannot judge (passed: null)")
     print(f"verdicts: {out}")
     return 0
+
+
+def _verdict_row(prompt: str, verdict) -> dict:
+    """One JSON line: the verdict, or why the prompt could not be judged (counted, never dropped)."""
+    if verdict.passed is None:
+        return {"prompt": prompt, "category": None, "passed": None, "error": verdict.notes}
+    return {
+        "prompt": prompt,
+        "category": verdict.category,
+        "passed": verdict.passed,
+        "checks": dict(verdict.checks),
+        **verdict.details,
+        "notes": verdict.notes,
+    }
+
+
+def _summarise(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """``{"n", "passed"}`` per category and over ``"all"``; unjudged rows counted apart under ``"unjudged"``."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        names = ("unjudged",) if row["passed"] is None else (row["category"], "all")
+        for name in names:
+            entry = out.setdefault(name, {"n": 0, "passed": 0})
+            entry["n"] += 1
+            entry["passed"] += int(bool(row["passed"]))
+    return out

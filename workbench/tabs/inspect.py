@@ -84,7 +84,7 @@ def heatmap_figure(result: Any, mode: str, view: str, highlight: int | None = No
 
 def build(engine: Engine, state: Any) -> InspectTab:
     backend = engine.backend
-    examples = facade.example_prompts(backend)
+    examples = backend.example_prompts()
     source_names = [*backend.box_sources(), USER_BOX_SOURCE]
     # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
     gen_default = GenerationConfig(**getattr(backend, "generation_defaults", {}))

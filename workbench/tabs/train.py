@@ -29,14 +29,6 @@ MAX_PROMPTS = 256
 MAX_STEPS = 500
 
 
-def _categories(backend: Any) -> list[str]:
-    if getattr(backend, "name", "") == "sandbox":
-        from srum_core.world.spec import CATEGORIES
-
-        return list(CATEGORIES)
-    return []
-
-
 def _shown(path: Path, root: Path) -> str:
     """``path`` relative to the runs root when it lies under it (what the Runs tab's "run" column shows)."""
     try:
@@ -192,10 +184,11 @@ def build_round_config(
 
 def build(engine: Engine, state: Any) -> None:
     backend = engine.backend
-    categories = _categories(backend)
+    categories = list(backend.categories())
     with gr.Row():
         with gr.Column(scale=1):
-            prompt_set = gr.Radio(["train", "val", "file"], value="train", label="Prompt set", elem_id="train-set")
+            sets = [*backend.prompt_sets(), "file"]
+            prompt_set = gr.Radio(sets, value=sets[0], label="Prompt set", elem_id="train-set")
             prompts_file = gr.File(label="Prompt file (JSONL/JSON, for 'file')", type="filepath", file_types=[".jsonl", ".json"])
             category_pick = gr.CheckboxGroup(categories, value=categories, label="Categories (none = all)")
             n_prompts = gr.Number(label="Prompts", value=4, precision=0, elem_id="train-n-prompts")
