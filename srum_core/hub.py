@@ -8,7 +8,6 @@ card: how the round was made and what was measured before and after). :func:`pus
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -18,35 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .adapters import read_adapter_config
-from .runs import (
-    ADAPTER_DIR,
-    CONFIG_FILE,
-    EVAL_FILE,
-    GENERATION_FILE,
-    IMAGES_DIR,
-    LOG_FILE,
-    METRICS_FILE,
-    RECORDS_FILE,
-    SAMPLES_DIR,
-    TRAINING_RECORDS_FILE,
-    read_jsonl,
-    read_run,
-)
+from .runs import read_run
 
 logger = logging.getLogger(__name__)
 
-#: Files and folders of a run folder that are uploaded, in card order.
-UPLOADED = (
-    ADAPTER_DIR,
-    CONFIG_FILE,
-    METRICS_FILE,
-    EVAL_FILE,
-    LOG_FILE,
-    RECORDS_FILE,
-    TRAINING_RECORDS_FILE,
-    SAMPLES_DIR,
-    IMAGES_DIR,
-)
 MAX_PROMPTS_IN_CARD = 20
 
 
@@ -90,15 +64,14 @@ def _evaluation_table(evaluation: dict[str, Any] | None) -> list[str]:
 def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
     """The ``README.md`` of an uploaded round: front matter, how it was made, what was measured, how to load it."""
     info = read_run(run_dir)
-    run_dir = Path(run_dir)
     cfg = info.config
     training, reward, judge, generation = cfg["training"], cfg["reward"], cfg["judge"], cfg["generation"]
     adapter = read_adapter_config(info.adapter_dir)
-    meta = _read_config_json(run_dir)
+    meta = info.meta or {}
     lora = adapter.get("srum_kind") == "lora"
     summary = info.summary
     # Each prompt once, in order (a round may draw each prompt several times: images_per_prompt).
-    prompts = list(dict.fromkeys(row["prompt"] for row in read_jsonl(run_dir / IMAGES_DIR / GENERATION_FILE)))
+    prompts = list(dict.fromkeys(row["prompt"] for row in info.generation_rows()))
 
     front = ["---", "tags:", "- srum", "- self-rewarding", "- text-to-image", "- unified-multimodal-model"]
     if lora:
@@ -193,10 +166,6 @@ def build_model_card(run_dir: str | os.PathLike[str], repo_id: str) -> str:
     return "\n".join(lines)
 
 
-def _read_config_json(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-
-
 def prepare_upload(run_dir: str | os.PathLike[str], repo_id: str, folder: str | os.PathLike[str]) -> list[str]:
     """Write what :func:`push_run` uploads into ``folder`` (must not exist); returns the relative file list."""
     run_dir, folder = Path(run_dir), Path(folder)
@@ -204,12 +173,11 @@ def prepare_upload(run_dir: str | os.PathLike[str], repo_id: str, folder: str | 
         raise FileExistsError(f"{folder} already exists; give a new folder for the upload preview")
     card = build_model_card(run_dir, repo_id)
     folder.mkdir(parents=True)
-    for name in UPLOADED:
-        source = run_dir / name
+    for source in read_run(run_dir).contents():
         if source.is_dir():
-            shutil.copytree(source, folder / name)
-        elif source.is_file():
-            shutil.copy2(source, folder / name)
+            shutil.copytree(source, folder / source.name)
+        else:
+            shutil.copy2(source, folder / source.name)
     (folder / "README.md").write_text(card, encoding="utf-8")
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 

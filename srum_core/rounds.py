@@ -1,20 +1,22 @@
 """One SRUM round, top to bottom (SRUM_SPEC §1): the model rewards itself and trains on its own images.
 
-    sample_prompts      → list[PromptItem]               prompts of the world split, or a prompt file
+    sample_prompts      → list[PromptItem]               a prompt set of the backend, T2I-CompBench, or a file
+                                                         (srum_core.prompt_sets)
     generate_samples    → list[Sample]                   one image per prompt, seed recorded (image_seed)
     propose_regions     → list[list[Region]]             the backend's default box source or the named one
     judge_samples       → list[RewardReport]             global judgement + one judgement per region
-    build_reward_maps   → list[RewardMap | None]         any map mode; None = global judgement unusable
+    training_maps       → list[RewardMap | None]         any map mode; None = global judgement unusable
     select_training_set → TrainingSet                    images without a usable global score are left out
                                                          and counted, never dropped silently (and, with the
                                                          optional ``gate``, images judged at or below it)
     train_on_samples    → TrainResult                    L = mean((w + λ)·e) on the model's own samples
     evaluate            → EvalResult                     referee + self-judge, before and after
 
-:func:`run_round` chains the stages, writes the run folder (:mod:`srum_core.runs`) and leaves the backend in
-the trained state. A cancelled or failed round restores the weights it started from, writes nothing, and never
-touches the run it resumed from. Under ``accelerate launch`` generation, proposals, judging and evaluation are
-split across processes, gradients are averaged, and only the main process writes.
+Regions, judgements and maps come from :mod:`srum_core.scoring`, the same path the Inspect tab shows.
+:func:`run_round` chains the stages, hands its :class:`RoundResult` to :func:`srum_core.runs.write_round` and
+leaves the backend in the trained state. A cancelled or failed round restores the weights it started from,
+writes nothing, and never touches the run it resumed from. Under ``accelerate launch`` generation, proposals,
+judging and evaluation are split across processes, gradients are averaged, and only the main process writes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,6 @@ from .adapters import (
     init_adapter,
     read_adapter_config,
     restore_adapter,
-    save_adapter,
     snapshot_adapter,
     zero_adapter_bypassed,
 )
@@ -46,26 +48,7 @@ from .distributed import ProcessInfo, barrier, gather_objects, process_info, sha
 from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, referee_passed
 from .prompt_sets import sample_prompts
 from .protocol import Cancelled, ProgressCallback, ProgressEvent
-from .records import scoring_record_from_report, training_record_from_report, write_jsonl
-from .runs import (
-    ADAPTER_DIR,
-    CONFIG_FILE,
-    EVAL_FILE,
-    GENERATION_FILE,
-    IMAGES_DIR,
-    LOG_FILE,
-    METRICS_FILE,
-    RECORDS_FILE,
-    SAMPLES_DIR,
-    TRAINING_RECORDS_FILE,
-    append_jsonl,
-    commit_run,
-    discard_run,
-    load_run,
-    read_run,
-    staging_dir,
-    write_json,
-)
+from .runs import load_run, read_run, write_round
 from .scoring import judge_image, propose_image_regions, resolve_box_source, training_maps
 from .training import TrainResult, train_on_samples
 from .types import PromptItem, Region, RewardMap, RewardReport, Sample
@@ -165,8 +148,34 @@ class TrainingSet:
 
 
 @dataclass(frozen=True)
+class RoundImage:
+    """One image of the round: its prompt and seed, the sample, the model's own reward report, the referee's
+    verdict (None: no referee, or a prompt it cannot judge) and whether it trained."""
+
+    item: PromptItem
+    seed: int
+    sample: Sample
+    report: RewardReport
+    referee_pass: bool | None
+    trained: bool
+
+
+@dataclass(frozen=True)
+class FixedSample:
+    """A before/after pair at one of the round's fixed prompts and seeds (PIL images)."""
+
+    item: PromptItem
+    seed: int
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
 class RoundResult:
-    """What a completed round produced. ``run_dir`` is None only for a round run without an output folder."""
+    """What a completed round produced — everything :func:`srum_core.runs.write_round` writes.
+
+    ``run_dir`` is None for a round run without an output folder; ``fixed`` is empty then.
+    """
 
     run_dir: Path | None
     round_index: int
@@ -180,6 +189,11 @@ class RoundResult:
     timings: dict[str, float]
     eval_before: EvalResult | None
     eval_after: EvalResult | None
+    resumed_from: Path | None = None
+    box_source: str = ""
+    images: tuple[RoundImage, ...] = field(default=(), repr=False)
+    fixed: tuple[FixedSample, ...] = field(default=(), repr=False)
+    log: tuple[str, ...] = field(default=(), repr=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,7 +254,7 @@ def judge_samples(
     done = []
     for count, (index, (sample, boxes)) in enumerate(mine, start=1):
         _check_cancel(cancel, "judging")
-        report = judge_image(backend, sample.image, sample.prompt, boxes, config, image_file=image_file(index))
+        report = judge_image(backend, sample.image, sample.prompt, boxes, config)
         done.append((index, report))
         if callback is not None:
             callback(ProgressEvent("judge", count, len(mine)))
@@ -283,11 +297,6 @@ def select_training_set(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers for the run folder and summaries
-
-
-def image_file(index: int) -> str:
-    """Where image ``index`` of a round lives, relative to the run folder."""
-    return f"{IMAGES_DIR}/{index:04d}.png"
 
 
 def _check_cancel(cancel: threading.Event | None, what: str) -> None:
@@ -403,8 +412,10 @@ def run_round(
     """
     info = process_info()
     seed = config.seed if config.seed is not None else _draw_seed(info)
-    training = replace(config.training, seed=seed)
-    config = replace(config, seed=seed, training=training)
+    config = replace(config, seed=seed, training=replace(config.training, seed=seed))
+    out_dir = Path(out_dir) if out_dir is not None else None
+    _check_round_inputs(backend, config, out_dir, resume)
+    writes = out_dir is not None and info.is_main
     log = _RoundLog()
     timings: dict[str, float] = {}
 
@@ -412,175 +423,195 @@ def run_round(
         if callback is not None and info.is_main:
             callback(event)
 
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        if out_dir.exists():
-            raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
-    if config.eval_split is not None and config.eval_split not in backend.prompt_sets():
-        eval_prompts(backend, config.eval_split, None, 1, 0)  # raises, naming the sets the backend offers
-    # What the backend carried when called: restored exactly (rank included) if the round does not complete.
-    entry = snapshot_adapter(backend)
-    staging = None
+    entry = snapshot_adapter(backend)  # restored exactly (rank included) if the round does not complete
     try:
-        # Starting state: the resumed round's adapter, or the base model.
-        round_index = 1
-        previous_eval = None
-        if resume is not None:
-            _check_resumable(resume, training)
-            resumed = load_run(resume, backend)
-            round_index = resumed.round_index + 1
-            previous_eval = resumed.eval
-            log("resumed from %s (round %d)", resume, resumed.round_index)
-        attach_adapter(backend, training)
-        if resume is None:
-            # A round from the base starts from adapter weights drawn from its own seed alone (reproducible).
-            init_adapter(backend, training.seed)
-        if out_dir is not None and info.is_main:
-            staging = staging_dir(out_dir)
-
+        round_index, previous_eval = _start_from(backend, config.training, resume, log)
         log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
         prompts = sample_prompts(backend, config.prompts, config.categories, config.n_prompts, seed)
-        fixed = _fixed_sample_items(backend, config, prompts)
-        # Each prompt images_per_prompt times in a row; every image gets its own seed below.
+        fixed = _fixed_sample_items(backend, config, prompts) if writes else []
+        # Each prompt images_per_prompt times in a row; every image gets its own seed.
         items = [item for item in prompts for _ in range(config.images_per_prompt)]
+        seeds = [image_seed(seed, i) for i in range(len(items))]
+
         # Until training, a round from the base model runs without its all-zero LoRA layers (bit-identical).
         with zero_adapter_bypassed(backend) as bypassed:
             if bypassed:
                 log("the adapter adds nothing yet: generating and judging without its layers")
-            before_images = _fixed_images(backend, fixed, config, info) if staging is not None else []
-
-            t0 = time.perf_counter()
-            seeds = [image_seed(seed, i) for i in range(len(items))]
-            samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
-            timings["generate"] = time.perf_counter() - t0
+            before_images = _fixed_images(backend, fixed, config)
+            with _timed(timings, "generate"):
+                samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
             log("generated %d images of %d prompts from %s", len(samples), len(prompts), config.prompts)
-
-            t0 = time.perf_counter()
-            regions = propose_regions(backend, samples, config.judge, info, cancel)
-            timings["propose"] = time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
-            timings["judge"] = time.perf_counter() - t0
-
+            with _timed(timings, "propose"):
+                regions = propose_regions(backend, samples, config.judge, info, cancel)
+            with _timed(timings, "judge"):
+                reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
             maps = training_maps(reports, config.reward, backend.token_size)
             train_set = select_training_set(samples, maps, reports, config.gate)
-            rewards = reward_summary(reports, maps)
-            if config.gate is not None:
-                rewards["n_gated_out"] = len(train_set.gated_out)
-                kept, judged = len(train_set.kept), rewards["n_trainable"]
-                log("gate g > %g: %d of %d judged images train", config.gate, kept, judged)
+            rewards = _log_rewards(reward_summary(reports, maps), train_set, config.gate, log)
+            known = {k: v for k, v in rewards.items() if v is not None}
+            emit(ProgressEvent("judge", len(reports), len(reports), metrics=known))
             referee = referee_summary(backend, samples, items, reports)
-            log(
-                "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
-                "mean g %s, mean region score %s, mean token weight %s",
-                rewards["n_samples"],
-                rewards["n_trainable"],
-                rewards["n_excluded_global_unusable"],
-                rewards["n_regions_unusable"],
-                rewards["n_regions"],
-                rewards["global_reward_mean"],
-                rewards["region_reward_mean"],
-                rewards["token_weight_mean"],
-            )
-            emit(
-                ProgressEvent(
-                    "judge", len(reports), len(reports), metrics={k: v for k, v in rewards.items() if v is not None}
-                )
-            )
+            with _timed(timings, "evaluate"):
+                eval_before = _evaluate_before(backend, config, previous_eval, emit, cancel, info, log)
 
-            t0 = time.perf_counter()
-            eval_before = None
-            if config.eval_split is not None:
-                if previous_eval is not None and _same_eval_settings(backend, previous_eval, config):
-                    eval_before = EvalResult.from_dict(previous_eval["after"])
-                    log("evaluation before = the resumed round's evaluation after (same settings)")
-                else:
-                    eval_before = _evaluate(backend, config, emit, cancel, info)
-            timings["evaluate"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        result = train_on_samples(
-            backend, train_set.samples, train_set.weights, training, callback=emit, cancel=cancel, info=info
-        )
-        timings["train"] = time.perf_counter() - t0
-        if result.metrics:
-            log(
-                "trained %d steps on %d images: loss %.5f → %.5f",
-                result.steps,
-                len(train_set.samples),
-                result.metrics[0]["loss"],
-                result.metrics[-1]["loss"],
+        with _timed(timings, "train"):
+            trained = train_on_samples(
+                backend, train_set.samples, train_set.weights, config.training, callback=emit, cancel=cancel, info=info
             )
-        else:
-            log("no training step (steps=%d, %d trainable images)", training.steps, len(train_set.samples))
-
-        t0 = time.perf_counter()
-        eval_after = _evaluate(backend, config, emit, cancel, info) if config.eval_split is not None else None
-        timings["evaluate"] += time.perf_counter() - t0
+        _log_training(trained, len(train_set.samples), config.training, log)
+        with _timed(timings, "evaluate"):
+            eval_after = _evaluate(backend, config, emit, cancel, info) if config.eval_split is not None else None
         _check_cancel(cancel, "the end of the round")
 
-        summary: dict[str, Any] = {"kind": "round", "round": round_index, "seed": seed, "steps": result.steps}
-        summary.update(rewards)
-        summary.update({k: v for k, v in referee.items() if k != "referee_verdicts"})
-        summary["n_trained"] = len(train_set.kept)
-        trained_verdicts = [referee["referee_verdicts"][i] for i in train_set.kept]
-        summary["trained_referee_accuracy"] = _mean([float(v) for v in trained_verdicts if v is not None])
-        if eval_before is not None:
-            summary.update(eval_before.flat_metrics("eval_before"))
-        if eval_after is not None:
-            summary.update(eval_after.flat_metrics("eval_after"))
-        summary.update({f"time/{k}": v for k, v in timings.items()})
-        for key in ("loss", "reward_term", "constraint_term"):
-            if result.metrics:
-                summary[f"final_{key}"] = result.metrics[-1][key]
+        summary = _round_summary(round_index, seed, rewards, referee, train_set, trained, eval_before, eval_after, timings)
         log("round %d done in %.1f s", round_index, sum(timings.values()))
-
-        if staging is not None:
-            after_images = _fixed_images(backend, fixed, config, info)
-            _write_run_folder(
-                staging,
-                backend,
-                config,
-                round_index,
-                resume,
-                items,
-                seeds,
-                samples,
-                reports,
-                train_set.kept,
-                referee,
-                result,
-                summary,
-                eval_before,
-                eval_after,
-                fixed,
-                before_images,
-                after_images,
-                log,
-            )
-            commit_run(staging, out_dir)
-            staging = None
+        after_images = _fixed_images(backend, fixed, config)
+        verdicts, kept = referee["referee_verdicts"], set(train_set.kept)
+        result = RoundResult(
+            run_dir=out_dir,
+            round_index=round_index,
+            seed=seed,
+            config=config,
+            n_samples=len(samples),
+            n_trained=len(train_set.samples),
+            n_excluded=len(train_set.excluded),
+            train=trained,
+            summary=summary,
+            timings=timings,
+            eval_before=eval_before,
+            eval_after=eval_after,
+            resumed_from=Path(resume) if resume is not None else None,
+            box_source=resolve_box_source(backend, config.judge.box_source)[0],
+            images=tuple(
+                RoundImage(item, item_seed, sample, report, verdicts[i], i in kept)
+                for i, (item, item_seed, sample, report) in enumerate(zip(items, seeds, samples, reports))
+            ),
+            fixed=tuple(
+                FixedSample(item, _fixed_seed(config, i), before, after)
+                for i, (item, before, after) in enumerate(zip(fixed, before_images, after_images))
+            ),
+            log=tuple(log.lines),
+        )
+        if writes:
+            write_round(out_dir, result, backend)
         barrier(info)
     except BaseException:
-        # Undo everything this round did to the backend, and leave no folder behind.
-        restore_adapter(backend, entry)
-        discard_run(staging)
+        restore_adapter(backend, entry)  # undo everything this round did to the backend; no folder was written
         raise
-    return RoundResult(
-        run_dir=Path(out_dir) if out_dir is not None else None,
-        round_index=round_index,
-        seed=seed,
-        config=config,
-        n_samples=len(samples),
-        n_trained=len(train_set.samples),
-        n_excluded=len(train_set.excluded),
-        train=result,
-        summary=summary,
-        timings=timings,
-        eval_before=eval_before,
-        eval_after=eval_after,
+    return result
+
+
+def _check_round_inputs(
+    backend: Any, config: RoundConfig, out_dir: Path | None, resume: str | os.PathLike[str] | None
+) -> None:
+    """Refuse, before any work, what would make the round fail later."""
+    if out_dir is not None and out_dir.exists():
+        raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
+    if config.eval_split is not None and config.eval_split not in backend.prompt_sets():
+        eval_prompts(backend, config.eval_split, None, 1, 0)  # raises, naming the sets the backend offers
+    if resume is not None:
+        _check_resumable(resume, config.training)
+
+
+def _start_from(
+    backend: Any, training: TrainingConfig, resume: str | os.PathLike[str] | None, log: _RoundLog
+) -> tuple[int, dict[str, Any] | None]:
+    """Put the starting adapter on the backend: the resumed round's, or a fresh one drawn from the round's seed
+    alone (a round from the base is reproducible). Returns the round index and the resumed run's evaluation."""
+    round_index, previous_eval = 1, None
+    if resume is not None:
+        resumed = load_run(resume, backend)
+        round_index, previous_eval = resumed.round_index + 1, resumed.eval
+        log("resumed from %s (round %d)", resume, resumed.round_index)
+    attach_adapter(backend, training)
+    if resume is None:
+        init_adapter(backend, training.seed)
+    return round_index, previous_eval
+
+
+def _evaluate_before(
+    backend: Any,
+    config: RoundConfig,
+    previous_eval: dict[str, Any] | None,
+    emit: ProgressCallback,
+    cancel: threading.Event | None,
+    info: ProcessInfo,
+    log: _RoundLog,
+) -> EvalResult | None:
+    """The evaluation before training: the resumed round's "after" when it was made with the same settings."""
+    if config.eval_split is None:
+        return None
+    if previous_eval is not None and _same_eval_settings(backend, previous_eval, config):
+        log("evaluation before = the resumed round's evaluation after (same settings)")
+        return EvalResult.from_dict(previous_eval["after"])
+    return _evaluate(backend, config, emit, cancel, info)
+
+
+def _log_rewards(rewards: dict[str, Any], train_set: TrainingSet, gate: float | None, log: _RoundLog) -> dict[str, Any]:
+    """Log what the judge found (and the gate kept); returns ``rewards`` with the gate's count added."""
+    if gate is not None:
+        rewards = {**rewards, "n_gated_out": len(train_set.gated_out)}
+        log("gate g > %g: %d of %d judged images train", gate, len(train_set.kept), rewards["n_trainable"])
+    log(
+        "judged %d images: %d train, %d left out (global judgement unusable), %d/%d regions unusable; "
+        "mean g %s, mean region score %s, mean token weight %s",
+        rewards["n_samples"],
+        rewards["n_trainable"],
+        rewards["n_excluded_global_unusable"],
+        rewards["n_regions_unusable"],
+        rewards["n_regions"],
+        rewards["global_reward_mean"],
+        rewards["region_reward_mean"],
+        rewards["token_weight_mean"],
     )
+    return rewards
+
+
+def _log_training(trained: TrainResult, n_images: int, training: TrainingConfig, log: _RoundLog) -> None:
+    if trained.metrics:
+        first, last = trained.metrics[0]["loss"], trained.metrics[-1]["loss"]
+        log("trained %d steps on %d images: loss %.5f → %.5f", trained.steps, n_images, first, last)
+    else:
+        log("no training step (steps=%d, %d trainable images)", training.steps, n_images)
+
+
+def _round_summary(
+    round_index: int,
+    seed: int,
+    rewards: dict[str, Any],
+    referee: dict[str, Any],
+    train_set: TrainingSet,
+    trained: TrainResult,
+    eval_before: EvalResult | None,
+    eval_after: EvalResult | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The round's line of ``metrics.jsonl``: each reward component, referee, evaluation and timing figure."""
+    summary: dict[str, Any] = {"kind": "round", "round": round_index, "seed": seed, "steps": trained.steps}
+    summary.update(rewards)
+    summary.update({k: v for k, v in referee.items() if k != "referee_verdicts"})
+    summary["n_trained"] = len(train_set.kept)
+    trained_verdicts = [referee["referee_verdicts"][i] for i in train_set.kept]
+    summary["trained_referee_accuracy"] = _mean([float(v) for v in trained_verdicts if v is not None])
+    if eval_before is not None:
+        summary.update(eval_before.flat_metrics("eval_before"))
+    if eval_after is not None:
+        summary.update(eval_after.flat_metrics("eval_after"))
+    summary.update({f"time/{k}": v for k, v in timings.items()})
+    for key in ("loss", "reward_term", "constraint_term"):
+        if trained.metrics:
+            summary[f"final_{key}"] = trained.metrics[-1][key]
+    return summary
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block to ``timings[stage]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _check_resumable(resume: str | os.PathLike[str], training: TrainingConfig) -> None:
@@ -619,93 +650,12 @@ def _evaluate(
     )
 
 
-def _fixed_images(backend: Any, items: Sequence[PromptItem], config: RoundConfig, info: ProcessInfo) -> list[Any]:
-    if not items or not info.is_main:
+def _fixed_images(backend: Any, items: Sequence[PromptItem], config: RoundConfig) -> list[Any]:
+    """The images of the fixed prompts at their fixed seeds, in the backend's current state."""
+    if not items:
         return []
     seeds = [_fixed_seed(config, i) for i in range(len(items))]
     return [s.image for s in backend.generate([i.text for i in items], seeds, config.generation)]
-
-
-def _write_run_folder(
-    folder: Path,
-    backend: Any,
-    config: RoundConfig,
-    round_index: int,
-    resume: str | os.PathLike[str] | None,
-    items: Sequence[PromptItem],
-    seeds: Sequence[int],
-    samples: Sequence[Sample],
-    reports: Sequence[RewardReport],
-    trained: Sequence[int],
-    referee: dict[str, Any],
-    result: TrainResult,
-    summary: dict[str, Any],
-    eval_before: EvalResult | None,
-    eval_after: EvalResult | None,
-    fixed: Sequence[PromptItem],
-    before_images: Sequence[Any],
-    after_images: Sequence[Any],
-    log: _RoundLog,
-) -> None:
-    """Everything a round leaves behind (layout in :mod:`srum_core.runs`); ``folder`` is the staging folder."""
-    (folder / IMAGES_DIR).mkdir()
-    trained_set = set(trained)
-    generation_rows = []
-    for index, (item, seed, sample) in enumerate(zip(items, seeds, samples)):
-        sample.image.save(folder / image_file(index))
-        generation_rows.append(
-            {
-                "prompt": item.text,
-                "seed": seed,
-                "file": Path(image_file(index)).name,
-                "settings": sample.settings or config.generation.to_dict(),
-                "backend": backend.name,
-                "category": item.category,
-                "spec": item.spec,
-                "referee_pass": referee["referee_verdicts"][index],
-                "trainable": reports[index].trainable,
-                "trained": index in trained_set,
-            }
-        )
-    append_jsonl(folder / IMAGES_DIR / GENERATION_FILE, generation_rows)
-    write_jsonl(folder / RECORDS_FILE, [scoring_record_from_report(r, image_file(i)) for i, r in enumerate(reports)])
-    # The images that trained: a usable global score (SRUM) and, with a gate, a global score above it.
-    training_records = [training_record_from_report(reports[i], image_file(i)) for i in sorted(trained)]
-    write_jsonl(folder / TRAINING_RECORDS_FILE, [t for t in training_records if t is not None])
-
-    if fixed:
-        (folder / SAMPLES_DIR).mkdir()
-        rows = []
-        for i, (item, before, after) in enumerate(zip(fixed, before_images, after_images)):
-            before.save(folder / SAMPLES_DIR / f"before_{i:02d}.png")
-            after.save(folder / SAMPLES_DIR / f"after_{i:02d}.png")
-            rows.append({"index": i, "prompt": item.text, "category": item.category, "seed": _fixed_seed(config, i)})
-        append_jsonl(folder / SAMPLES_DIR / "samples.jsonl", rows)
-
-    append_jsonl(folder / METRICS_FILE, [{"kind": "step", **row} for row in result.metrics] + [summary])
-    write_json(
-        folder / EVAL_FILE,
-        {
-            "generation": config.generation.to_dict(),
-            "judge": config.judge.to_dict(),
-            "before": eval_before.to_dict() if eval_before is not None else None,
-            "after": eval_after.to_dict() if eval_after is not None else None,
-        },
-    )
-    save_adapter(backend, folder / ADAPTER_DIR, config.training)
-    write_json(
-        folder / CONFIG_FILE,
-        {
-            "round": round_index,
-            "backend": backend.name,
-            "resumed_from": os.path.abspath(resume) if resume is not None else None,
-            "box_source": resolve_box_source(backend, config.judge.box_source)[0],
-            "token_size": backend.token_size,
-            "image_size": list(backend.image_size),
-            "round_config": config.to_dict(),
-        },
-    )
-    (folder / LOG_FILE).write_text("\n".join(log.lines) + "\n", encoding="utf-8")
 
 
 def read_round_config(run_dir: str | os.PathLike[str]) -> RoundConfig:

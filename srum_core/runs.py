@@ -1,4 +1,5 @@
-"""Run folders (one per round), the history of a session's rounds, and undo.
+"""Run folders (one per round): their layout, how a round is written and read back, the history of a session's
+rounds, and undo. This is the only module that knows where things live inside a run folder.
 
 A round's folder holds everything needed to understand and reproduce it::
 
@@ -13,9 +14,11 @@ A round's folder holds everything needed to understand and reproduce it::
       samples/                 before_*.png / after_*.png at fixed prompts and seeds
       adapter/                 the weights after the round (safetensors + adapter_config.json)
 
-A folder appears only when its round completed: the round writes into a hidden sibling folder and renames it at
-the end (:func:`staging_dir`, :func:`commit_run`), so a failed or cancelled round leaves nothing half-written and
-never touches the folder it resumed from. Round ``k + 1`` resumes from round ``k``'s adapter.
+:func:`write_round` writes a completed round from its :class:`srum_core.rounds.RoundResult`; :func:`read_run`
+reads a folder back as a :class:`RunInfo`. A folder appears only when its round completed: it is written into a
+hidden sibling folder and renamed at the end (:func:`staging_dir`, :func:`commit_run`), so a failed or cancelled
+round leaves nothing half-written and never touches the folder it resumed from. Round ``k + 1`` resumes from
+round ``k``'s adapter.
 """
 
 from __future__ import annotations
@@ -27,9 +30,13 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .adapters import load_adapter, reset_to_base
+from .adapters import load_adapter, reset_to_base, save_adapter
+from .records import scoring_record_from_report, training_record_from_report, write_jsonl
+
+if TYPE_CHECKING:
+    from .rounds import RoundResult
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "round.log"
@@ -41,6 +48,23 @@ IMAGES_DIR = "images"
 GENERATION_FILE = "generation.jsonl"
 SAMPLES_DIR = "samples"
 ADAPTER_DIR = "adapter"
+#: What a run folder is made of, in the order a model card lists it (what ``push`` uploads).
+RUN_CONTENTS = (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    EVAL_FILE,
+    LOG_FILE,
+    RECORDS_FILE,
+    TRAINING_RECORDS_FILE,
+    SAMPLES_DIR,
+    IMAGES_DIR,
+)
+
+
+def image_file(index: int) -> str:
+    """Where image ``index`` of a round lives, relative to the run folder."""
+    return f"{IMAGES_DIR}/{index:04d}.png"
 
 
 def staging_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -92,9 +116,92 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def write_round(out_dir: str | os.PathLike[str], result: RoundResult, backend: Any) -> Path:
+    """Write the completed round ``result`` to the new run folder ``out_dir``, all at once (see the module
+    docstring); ``backend`` carries the trained adapter, which is saved with it."""
+    staging = staging_dir(out_dir)
+    try:
+        _write_images(staging, result, backend.name)
+        _write_samples(staging, result)
+        config = result.config
+        append_jsonl(staging / METRICS_FILE, [{"kind": "step", **row} for row in result.train.metrics] + [result.summary])
+        write_json(
+            staging / EVAL_FILE,
+            {
+                "generation": config.generation.to_dict(),
+                "judge": config.judge.to_dict(),
+                "before": result.eval_before.to_dict() if result.eval_before is not None else None,
+                "after": result.eval_after.to_dict() if result.eval_after is not None else None,
+            },
+        )
+        save_adapter(backend, staging / ADAPTER_DIR, config.training)
+        write_json(
+            staging / CONFIG_FILE,
+            {
+                "round": result.round_index,
+                "backend": backend.name,
+                "resumed_from": os.path.abspath(result.resumed_from) if result.resumed_from is not None else None,
+                "box_source": result.box_source,
+                "token_size": backend.token_size,
+                "image_size": list(backend.image_size),
+                "round_config": config.to_dict(),
+            },
+        )
+        (staging / LOG_FILE).write_text("\n".join(result.log) + "\n", encoding="utf-8")
+    except BaseException:
+        discard_run(staging)
+        raise
+    return commit_run(staging, out_dir)
+
+
+def _write_images(folder: Path, result: RoundResult, backend_name: str) -> None:
+    """The round's images with their listing, its scoring records, and the training records of those that trained."""
+    (folder / IMAGES_DIR).mkdir()
+    rows, scoring, training = [], [], []
+    for index, image in enumerate(result.images):
+        name = image_file(index)
+        image.sample.image.save(folder / name)
+        rows.append(
+            {
+                "prompt": image.item.text,
+                "seed": image.seed,
+                "file": Path(name).name,
+                "settings": image.sample.settings or result.config.generation.to_dict(),
+                "backend": backend_name,
+                "category": image.item.category,
+                "spec": image.item.spec,
+                "referee_pass": image.referee_pass,
+                "trainable": image.report.trainable,
+                "trained": image.trained,
+            }
+        )
+        scoring.append(scoring_record_from_report(image.report, name))
+        # The images that trained: a usable global score (SRUM) and, with a gate, a global score above it.
+        record = training_record_from_report(image.report, name) if image.trained else None
+        if record is not None:
+            training.append(record)
+    append_jsonl(folder / IMAGES_DIR / GENERATION_FILE, rows)
+    write_jsonl(folder / RECORDS_FILE, scoring)
+    write_jsonl(folder / TRAINING_RECORDS_FILE, training)
+
+
+def _write_samples(folder: Path, result: RoundResult) -> None:
+    """Before/after images at the round's fixed prompts and seeds."""
+    if not result.fixed:
+        return
+    (folder / SAMPLES_DIR).mkdir()
+    rows = []
+    for i, fixed in enumerate(result.fixed):
+        fixed.before.save(folder / SAMPLES_DIR / f"before_{i:02d}.png")
+        fixed.after.save(folder / SAMPLES_DIR / f"after_{i:02d}.png")
+        rows.append({"index": i, "prompt": fixed.item.text, "category": fixed.item.category, "seed": fixed.seed})
+    append_jsonl(folder / SAMPLES_DIR / "samples.jsonl", rows)
+
+
 @dataclass(frozen=True)
 class RunInfo:
-    """What a run folder says about itself (read without a backend)."""
+    """What a run folder says about itself (read without a backend). ``meta`` is its whole ``config.json``
+    (backend, box source, token and image size); ``config`` the round's configuration in it."""
 
     run_dir: Path
     config: dict[str, Any]
@@ -103,10 +210,23 @@ class RunInfo:
     backend: str
     summary: dict[str, Any]
     eval: dict[str, Any] | None
+    meta: dict[str, Any] | None = None
 
     @property
     def adapter_dir(self) -> Path:
         return self.run_dir / ADAPTER_DIR
+
+    @property
+    def records_file(self) -> Path:
+        return self.run_dir / RECORDS_FILE
+
+    def generation_rows(self) -> list[dict[str, Any]]:
+        """One ``{"prompt", "seed", "file", ...}`` row per generated image, in order."""
+        return read_jsonl(self.run_dir / IMAGES_DIR / GENERATION_FILE)
+
+    def contents(self) -> list[Path]:
+        """The files and folders the run holds, in :data:`RUN_CONTENTS` order (those present)."""
+        return [self.run_dir / name for name in RUN_CONTENTS if (self.run_dir / name).exists()]
 
 
 def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
@@ -132,6 +252,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
         backend=str(meta.get("backend", "")),
         summary=summary,
         eval=evaluation,
+        meta=meta,
     )
 
 

@@ -121,3 +121,25 @@ def test_staging_is_renamed_only_when_complete(tmp_path):
     assert (tmp_path / "out" / "file").read_text() == "x" and not staging.exists()
     with pytest.raises(FileExistsError):
         staging_dir(tmp_path / "out")
+
+
+def test_a_round_is_written_from_its_result_and_read_back(tmp_path, config):
+    seen_during_round = []
+
+    def look(event):
+        seen_during_round.append(sorted(p.name for p in tmp_path.iterdir()))
+
+    result = run_round(FakeBackend(), config, tmp_path / "r1", callback=look)
+    # Nothing reaches the disk while the round computes: a killed round leaves no half-written folder.
+    assert all(names == ["prompts.json"] for names in seen_during_round)
+    info = read_run(tmp_path / "r1")
+    assert [p.name for p in info.contents()] == [
+        "adapter", "config.json", "metrics.jsonl", "eval.json", "round.log", "records.jsonl",
+        "training_records.jsonl", "samples", "images",
+    ]  # fmt: skip
+    rows = info.generation_rows()
+    assert [row["prompt"] for row in rows] == [image.item.text for image in result.images]
+    assert [row["trained"] for row in rows] == [image.trained for image in result.images]
+    assert info.meta["box_source"] == result.box_source == "quadrants"
+    assert info.records_file.is_file() and info.summary["n_samples"] == result.n_samples
+    assert (tmp_path / "r1" / "round.log").read_text().splitlines() == list(result.log)
