@@ -15,15 +15,14 @@ byte-level BPE built here. Measured in one run, on one device:
 Random weights give the real compute and memory cost, not real images or scores. The official inference loop
 needs flash-attn and is not run here.
 
-    python bench/bench_bagel_gpu.py --out bench/out/bagel_gpu.json    # H100/H200-class GPU, full size
-    python bench/bench_bagel_gpu.py --device cpu --tiny               # seconds on a laptop: checks the script
+    python -m bench.bench_bagel_gpu --out bench/out/bagel_gpu.json    # H100/H200-class GPU, full size
+    python -m bench.bench_bagel_gpu --device cpu --tiny               # seconds on a laptop: checks the script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +30,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from srum_core.backends.bagel import (  # noqa: E402
+from srum_core.backends.bagel import (
     GEN_THINK_SYSTEM_PROMPT,
     BagelArchitecture,
     BagelBackend,
@@ -44,9 +41,9 @@ from srum_core.backends.bagel import (  # noqa: E402
     vae_kwargs_from_shapes,
     vit_config_from_dict,
 )
-from srum_core.config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig  # noqa: E402
-from srum_core.device import default_dtype, resolve_device  # noqa: E402
-from srum_core.types import Region  # noqa: E402
+from srum_core.config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
+from srum_core.device import default_dtype, resolve_device
+from srum_core.types import Region
 
 PROMPTS = [
     "a green bench and a red car",

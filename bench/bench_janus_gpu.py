@@ -13,15 +13,14 @@ Measured side by side in one run, on one device:
 
 Random weights give the real compute and memory cost, not real images or scores.
 
-    python bench/bench_janus_gpu.py                      # H100-class GPU, full-size Janus-Pro-1B config
-    python bench/bench_janus_gpu.py --device cpu --tiny  # seconds on a laptop, checks the script works
+    python -m bench.bench_janus_gpu                      # H100-class GPU, full-size Janus-Pro-1B config
+    python -m bench.bench_janus_gpu --device cpu --tiny  # seconds on a laptop, checks the script works
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,12 +28,10 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from srum_core.backends.janus import JanusBackend  # noqa: E402
-from srum_core.config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig  # noqa: E402
-from srum_core.device import default_dtype, resolve_device  # noqa: E402
-from srum_core.types import Region  # noqa: E402
+from srum_core.backends.janus import JanusBackend
+from srum_core.config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
+from srum_core.device import default_dtype, resolve_device
+from srum_core.types import Region
 
 SPECIALS = [
     "<|begin▁of▁sentence|>",

@@ -4,24 +4,20 @@ Prints per-call times and ratios measured side by side in one run:
 - building the pixel map vs projecting it to tokens (bilinear and area);
 - SRUM's two-term loss vs a plain unweighted mean on the same (B, N) errors (the cost of the reward weighting).
 
-    python bench/bench_rewards.py [--size 1024] [--boxes 10] [--repeats 50]
+    python -m bench.bench_rewards [--size 1024] [--boxes 10] [--repeats 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from srum_core.rewards import build_pixel_map, project_to_tokens, srum_loss  # noqa: E402
-from srum_core.types import GlobalJudgement, Region, RegionJudgement, RewardReport  # noqa: E402
+from srum_core.rewards import build_pixel_map, project_to_tokens, srum_loss
+from srum_core.types import GlobalJudgement, Region, RegionJudgement, RewardReport
 
 
 def timeit(fn, repeats: int) -> float:

@@ -1,6 +1,6 @@
 """Benchmark of one TinyUMM training step: float32 against bf16 autocast, measured side by side.
 
-    python bench/bench_train_step.py [--repeats 20] [--threads 2]
+    python -m bench.bench_train_step [--repeats 20] [--threads 2]
 
 The shipped model is trained with the trunk's matmuls under CPU bf16 autocast (``TrainRunConfig.bf16``;
 fp32 master weights, fp32 attention, losses and codec). This prints, for the shipped architecture on random
@@ -13,14 +13,9 @@ init and the same data:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import ratio_line, timeit  # noqa: E402
+from bench.common import ratio_line, timeit
 
 
 def cpu_flags() -> set[str]:

@@ -7,7 +7,7 @@
 #    byte-identical), score, verify, one SRUM round, eval of that round.
 # 2. A tiny random Janus saved with save_pretrained and loaded through the backend's from_pretrained path on CUDA:
 #    one SRUM round on T2I-CompBench prompts.
-# 3. bench/bench_janus_gpu.py on a full-size random Janus-Pro-1B (generation, judges, one LoRA round).
+# 3. bench.bench_janus_gpu on a full-size random Janus-Pro-1B (generation, judges, one LoRA round).
 # Each step prints "ok: ..." or "FAILED: ..."; the script's exit status is the number of failed steps.
 set -u
 OUT_DIR=${1:-bench/out/gpu}
@@ -47,15 +47,15 @@ step sandbox_eval $PY -m srum_core eval --backend sandbox --device "$DEVICE" --r
     --n-prompts 8 --seed 0 --out "$WORK/sandbox_eval.json"
 cp "$WORK/sandbox_eval.json" "$OUT_DIR/" 2>/dev/null || true
 
-step tiny_janus_build $PY -c "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); \
-from conftest_janus import build_tiny_janus; build_tiny_janus(Path('$WORK/tiny-janus'))"
+step tiny_janus_build $PY -c "from pathlib import Path; from tests.conftest_janus import build_tiny_janus; \
+build_tiny_janus(Path('$WORK/tiny-janus'))"
 step tiny_janus_round $PY -m srum_core round --backend janus --model "$WORK/tiny-janus" --device "$DEVICE" \
     --prompts t2i-compbench --n-prompts 8 --steps 2 --eval-split t2i-compbench --eval-n-prompts 1 --seed 0 \
     --out "$WORK/janus_run"
 
 JANUS_SIZE=()
 [ "$DEVICE" = cpu ] && JANUS_SIZE=(--tiny)
-step janus_pro_1b_bench $PY bench/bench_janus_gpu.py --device "$DEVICE" "${JANUS_SIZE[@]}" --out "$OUT_DIR/janus_gpu.json"
+step janus_pro_1b_bench $PY -m bench.bench_janus_gpu --device "$DEVICE" "${JANUS_SIZE[@]}" --out "$OUT_DIR/janus_gpu.json"
 cat "$OUT_DIR/janus_gpu.json" 2>/dev/null
 echo "failed steps: $FAILED"
 exit "$FAILED"

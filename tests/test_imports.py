@@ -55,3 +55,26 @@ def test_only_the_sandbox_knows_its_world():
         if imports_world.search(text) or "srum_core.world." in text or asks_by_name.search(text):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_benchmarks_and_experiments_are_packages_run_with_python_m():
+    """``python -m bench.NAME`` / ``python -m experiments.NAME``: importable from the repository root with no
+    ``sys.path`` edits, nothing run at import, and no benchmark importing another one (only the shared helpers)."""
+    import re
+
+    modules = []
+    for package in ("bench", "experiments"):
+        for path in sorted((ROOT / package).glob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            assert "sys.path" not in text, path
+            imported = set(re.findall(r"^\s*from (bench|experiments)\.(\w+) import", text, re.MULTILINE))
+            # Benchmarks share bench.common; experiments share experiments.common and may reuse a speed measure.
+            allowed = {("bench", "common")} if package == "bench" else {
+                ("experiments", "common"), ("bench", "common"), ("bench", "bench_sandbox")
+            }
+            assert imported <= allowed, path
+            modules.append(f"{package}.{path.stem}")
+    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules) + "print('ok')\n"
+    result = run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -1,6 +1,6 @@
 """Focused self-training on the embedded model: can one prompt's own images, judged by the model, teach it that prompt?
 
-A diagnostic beside ``bench_rounds.py``. There, rounds train on many different prompts and are measured on unseen
+A diagnostic beside ``experiments.rounds``. There, rounds train on many different prompts and are measured on unseen
 ones; even the world renderer's perfect drawings do not move that measure within a round's budget. Here each
 round trains on ``--images`` of the model's own images of ONE prompt (text only) and is measured on new image
 seeds of that same prompt, so the question is only whether the reward carries information:
@@ -11,14 +11,13 @@ seeds of that same prompt, so the question is only whether the reward carries in
 
 The referee (never used for training) measures pass rates on ``--eval-images`` new seeds per prompt.
 
-    python bench/bench_focused.py [--prompts N] [--seeds 0 1] [--images 64] [--steps 300] [--lr 1e-3]
+    python -m experiments.focused [--prompts N] [--seeds 0 1] [--images 64] [--steps 300] [--lr 1e-3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,25 +25,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.bench_rounds import render_round  # noqa: E402
-from bench.common import fmt_mean_std, print_table, write_results  # noqa: E402
-from srum_core.adapters import reset_to_base  # noqa: E402
-from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
-from srum_core.rounds import RoundConfig, run_round  # noqa: E402
+from experiments.common import OUT_DIR, fmt_mean_std, load_cpu_sandbox, print_table, render_round, write_results
+from srum_core.adapters import reset_to_base
+from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig
+from srum_core.evaluation import referee_passed
+from srum_core.rounds import RoundConfig, run_round
+from srum_core.types import PromptItem
 
 VARIANTS = ("srum", "sft", "gated", "renders")
 EVAL_SEED_BASE = 1_000_000  # evaluation image seeds, far from the rounds' own
 
 
-def referee_rate(backend: Any, text: str, spec: Any, n: int, generation: GenerationConfig) -> float:
-    from srum_core.world.referee import verify
-
-    samples = backend.generate([text] * n, [EVAL_SEED_BASE + i for i in range(n)], generation)
-    return float(np.mean([verify(s.image, spec).passed for s in samples]))
+def referee_rate(backend: Any, item: PromptItem, n: int, generation: GenerationConfig) -> float:
+    """The share of ``n`` new-seed images of ``item`` that the backend's referee passes."""
+    referee = backend.referee()
+    samples = backend.generate([item.text] * n, [EVAL_SEED_BASE + i for i in range(n)], generation)
+    return float(np.mean([bool(referee_passed(referee, s.image, item)) for s in samples]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,26 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--eval-images", type=int, default=32, help="new-seed images per prompt for the referee")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    p.add_argument("--out", default="bench/out/focused.json", help="where to write the JSON results")
+    p.add_argument("--out", default=str(OUT_DIR / "focused.json"), help="where to write the JSON results")
     args = p.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
-    from srum_core.backends.sandbox import load_sandbox
-    from srum_core.evaluation import world_prompts
-    from srum_core.world.spec import PromptSpec
-
-    backend = load_sandbox(args.model, device="cpu")
+    backend = load_cpu_sandbox(args.model)
     generation = GenerationConfig(device="cpu")
     categories = list(args.categories)
-    items = [world_prompts("val", [c], 8, 0)[k // len(categories)] for k, c in
+    items = [backend.prompts("val", [c], 8, 0)[k // len(categories)] for k, c in
              zip(range(args.prompts), categories * args.prompts)]  # fmt: skip
     results: dict[str, Any] = {"settings": vars(args), "prompts": []}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for n, item in enumerate(items):
-            spec = PromptSpec.from_dict(item.spec)
             reset_to_base(backend)
-            base = referee_rate(backend, item.text, spec, args.eval_images, generation)
+            base = referee_rate(backend, item, args.eval_images, generation)
             row: dict[str, Any] = {"prompt": item.text, "category": item.category, "base": base}
             print(f"[{item.text}] base {base:.2f}", flush=True)
             prompt_file = Path(tmp) / f"p{n}.jsonl"
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                         result = run_round(backend, config, None)
                         trained = result.n_trained
                         right = result.summary.get("trained_referee_accuracy")
-                    after = referee_rate(backend, item.text, spec, args.eval_images, generation)
+                    after = referee_rate(backend, item, args.eval_images, generation)
                     row[name].append({"seed": seed, "after": after, "n_trained": trained, "trained_right": right})
                     print(f"[{item.text}] {name} seed {seed}: {base:.2f} → {after:.2f} (trained on {trained}"
                           + ("" if right is None else f", {right:.2f} of them right") + ")", flush=True)  # fmt: skip

@@ -7,7 +7,7 @@ referee (what a gated round trains on). Recall: the share of passing images that
 
     python -m srum_core round --backend sandbox --prompts val --n-prompts 448 --steps 1 --eval-split none \\
         --seed 11 --out runs/gate-probe
-    python bench/bench_gate.py runs/gate-probe
+    python -m experiments.gate runs/gate-probe
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import print_table  # noqa: E402
-from srum_core.runs import GENERATION_FILE, IMAGES_DIR, RECORDS_FILE, read_jsonl  # noqa: E402
+from experiments.common import print_table
+from srum_core.runs import read_jsonl, read_run
 
 
 def gate_row(name: str, accepted: np.ndarray, passed: np.ndarray) -> list[object]:
@@ -36,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a completed round's run folder (world prompts)")
     args = parser.parse_args(argv)
-    records = read_jsonl(args.run_dir / RECORDS_FILE)
-    rows = read_jsonl(args.run_dir / IMAGES_DIR / GENERATION_FILE)
+    run = read_run(args.run_dir)
+    records, rows = read_jsonl(run.records_file), run.generation_rows()
     if len(records) != len(rows) or not rows:
         raise SystemExit(f"{args.run_dir}: records and generation rows do not match; is this a completed round?")
     if any(row.get("referee_pass") is None for row in rows):

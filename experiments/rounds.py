@@ -7,25 +7,23 @@ the same seed. Reported: referee accuracy mean ± std over seeds (and the paired
 self-judge's pass rate and judge–referee agreement, per category for base / SRUM / SFT; the cost of one training
 step against one forward pass on the same batch; and a round's wall time split by stage.
 
-    python bench/bench_rounds.py [--model assets/tiny-umm] [--seeds 0 1 2] [--rounds 3] [--n-prompts 32]
+    python -m experiments.rounds [--model assets/tiny-umm] [--seeds 0 1 2] [--rounds 3] [--n-prompts 32]
         [--steps 20] [--variants srum sft binary global-only local-only signed lam0 area] [--quick]
 
 Beyond SRUM and its ablations, ``--variants`` takes ``gated`` / ``gated-sft`` (reward-gated rounds) and the
 ``renders`` diagnostic (the same training on the world renderer's drawings); ``--round-prompts`` chooses what the
 rounds generate from (``train``, ``val-heldout``, ``eval-prompts``).
 
-Results go to ``bench/out/rounds.json`` (and the table to stdout).
+Results go to ``experiments/out/rounds.json`` (and the table to stdout).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,15 +31,22 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import fmt_mean_std, mean_std, print_table, ratio_line, timeit, write_results  # noqa: E402
-from srum_core.adapters import attach_adapter, reset_to_base, trainable_parameters  # noqa: E402
-from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig  # noqa: E402
-from srum_core.evaluation import EvalResult, evaluate, world_prompts  # noqa: E402
-from srum_core.rewards import srum_loss  # noqa: E402
-from srum_core.rounds import RoundConfig, run_round  # noqa: E402
-from srum_core.training import make_optimizer  # noqa: E402
+from bench.common import ratio_line, timeit
+from experiments.common import (
+    OUT_DIR,
+    fmt_mean_std,
+    load_cpu_sandbox,
+    mean_std,
+    print_table,
+    render_round,
+    write_results,
+)
+from srum_core.adapters import attach_adapter, reset_to_base, trainable_parameters
+from srum_core.config import GenerationConfig, RewardConfig, TrainingConfig
+from srum_core.evaluation import EvalResult, eval_prompts, evaluate
+from srum_core.rewards import srum_loss
+from srum_core.rounds import RoundConfig, run_round
+from srum_core.training import make_optimizer
 
 #: name → (reward map mode, grid, λ override or None, whether it runs as many rounds as SRUM, gate or None).
 #: ``gated`` / ``gated-sft``: reward-gated rounds (only images the self-judge accepts, g > 0, train), with SRUM's
@@ -89,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or the evaluation prompts themselves (text only; other image seeds) — a seen-prompt diagnostic",
     )
     p.add_argument("--quick", action="store_true", help="tiny settings to check the bench runs")
-    p.add_argument("--out", default="bench/out/rounds.json", help="where to write the JSON results")
+    p.add_argument("--out", default=str(OUT_DIR / "rounds.json"), help="where to write the JSON results")
     return p.parse_args(argv)
 
 
@@ -129,30 +134,6 @@ def measure_cost(backend: Any, samples: list, lr: float, lam: float, rank: int) 
     }
 
 
-def render_round(backend: Any, config: RoundConfig, fresh: bool) -> dict[str, Any]:
-    """The ``renders`` diagnostic: ``config``'s training on clean renders of its prompts (uniform weights)."""
-    from srum_core.adapters import init_adapter
-    from srum_core.rounds import sample_prompts
-    from srum_core.training import train_on_samples
-    from srum_core.types import Sample
-    from srum_core.world.prompts import parse_prompt
-    from srum_core.world.render import render_spec
-    from srum_core.world.spec import PromptSpec
-
-    start = time.perf_counter()
-    items = sample_prompts(config.prompts, config.categories, config.n_prompts, config.seed)  # the round's own
-    rng = np.random.default_rng(config.seed)
-    specs = [PromptSpec.from_dict(i.spec) if i.spec is not None else parse_prompt(i.text) for i in items]
-    samples = [Sample(prompt=i.text, seed=k, image=render_spec(spec, rng)[0])
-               for k, (i, spec) in enumerate(zip(items, specs))]  # fmt: skip
-    attach_adapter(backend, config.training)
-    if fresh:
-        init_adapter(backend, config.seed)
-    weights = np.ones((len(samples), backend.token_grid(*backend.image_size)[0] ** 2), dtype=np.float32)
-    result = train_on_samples(backend, samples, weights, replace(config.training, seed=config.seed))
-    return {"n_trained": len(samples), "train": result, "timings": {"train": time.perf_counter() - start}}
-
-
 def heldout_val_prompt_file(folder: Path, n_prompts: int, seed: int, exclude: set[str]) -> Path:
     """A JSONL prompt file of ``n_prompts`` validation-split prompts, none of them in ``exclude``."""
     from srum_core.world.prompts import make_prompts
@@ -166,9 +147,9 @@ def heldout_val_prompt_file(folder: Path, n_prompts: int, seed: int, exclude: se
     return path
 
 
-def eval_prompt_file(folder: Path, n_prompts: int, eval_n_prompts: int) -> Path:
+def eval_prompt_file(backend: Any, folder: Path, n_prompts: int, eval_n_prompts: int) -> Path:
     """A JSONL prompt file holding the evaluation prompts, each repeated until there are ``n_prompts`` lines."""
-    items = world_prompts("val", None, eval_n_prompts, 0)
+    items = eval_prompts(backend, "val", None, eval_n_prompts, 0)
     rows = [{"prompt": i.text, "category": i.category, "spec": i.spec} for i in items]
     path = folder / "eval-prompts.jsonl"
     path.write_text("".join(json.dumps(rows[k % len(rows)]) + "\n" for k in range(n_prompts)))
@@ -177,15 +158,12 @@ def eval_prompt_file(folder: Path, n_prompts: int, eval_n_prompts: int) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     if args.rounds > 3:
         raise SystemExit("--rounds: the bench runs at most 3 rounds")
     if args.quick:
         args.seeds, args.rounds, args.n_prompts, args.steps, args.eval_n_prompts = args.seeds[:2], 1, 8, 3, 1
-    from srum_core.backends.sandbox import load_sandbox
-
     t_load = time.perf_counter()
-    backend = load_sandbox(args.model, device="cpu")
+    backend = load_cpu_sandbox(args.model)
     print(f"loaded sandbox from {backend.source} in {time.perf_counter() - t_load:.1f}s", flush=True)
     generation = (
         GenerationConfig(device="cpu")
@@ -199,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return result, time.perf_counter() - start
 
     # evaluate() draws its prompts with prompt_seed 0 whatever the image seed: one fixed validation set.
-    eval_texts = {item.text for item in world_prompts("val", None, args.eval_n_prompts, 0)}
+    eval_texts = {item.text for item in eval_prompts(backend, "val", None, args.eval_n_prompts, 0)}
     results: dict[str, Any] = {"settings": vars(args), "generation": generation.to_dict(), "seeds": {}}
     round_timings: list[dict[str, float]] = []
     bench_start = time.perf_counter()
@@ -222,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                     if args.round_prompts == "val-heldout":
                         prompts = str(heldout_val_prompt_file(Path(tmp), args.n_prompts, round_seed, eval_texts))
                     elif args.round_prompts == "eval-prompts":
-                        prompts = str(eval_prompt_file(Path(tmp), args.n_prompts, args.eval_n_prompts))
+                        prompts = str(eval_prompt_file(backend, Path(tmp), args.n_prompts, args.eval_n_prompts))
                     config = RoundConfig(
                         prompts=prompts,
                         n_prompts=args.n_prompts,

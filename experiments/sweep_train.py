@@ -1,11 +1,11 @@
-"""Train several TinyUMM configurations side by side (short proxies), then measure each with bench_sandbox.
+"""Train several TinyUMM configurations side by side (short proxies), then measure each with sandbox_quality.
 
-    python bench/sweep_train.py --device cuda --steps 2400 --variants base g48u16 lr1e-3 --out bench/out/sweep
+    python -m experiments.sweep_train --device cuda --steps 2400 --variants base g48u16 lr1e-3
 
 Each variant is a set of extra flags for ``python -m srum_core.tinyumm.train`` (see ``VARIANTS``); all
 variants share the seed, the step count and the codec phase's length, so only the named change differs. The
 runs go in parallel processes (one per variant: the world's rendering is single-threaded Python, so a machine
-with many cores and one GPU trains several at once), then ``bench/bench_sandbox.py`` measures each on
+with many cores and one GPU trains several at once), then ``experiments.sandbox_quality`` measures each on
 validation prompts, and a table of the numbers is printed (and written as JSON).
 
 This is an experiment harness for choosing the shipped configuration: a proxy run is far shorter than the
@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from experiments.common import OUT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec-steps", type=int, default=1500, help="codec steps per variant (default 1500)")
     parser.add_argument("--pool-size", type=int, default=1500, help="rendered pool entries (default 1500)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per process (default 2)")
-    parser.add_argument("--n", type=int, default=16, help="bench_sandbox prompts per category (default 16)")
+    parser.add_argument("--n", type=int, default=16, help="sandbox_quality prompts per category (default 16)")
     parser.add_argument("--guidance", type=float, default=2.0, help="CFG scale for the measurement (default 2.0)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "sweep")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "sweep")
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if train_rc[name] != 0:
             continue
         cmd = [
-            sys.executable, str(ROOT / "bench" / "bench_sandbox.py"), "--weights", str(args.out / name),
+            sys.executable, "-m", "experiments.sandbox_quality", "--weights", str(args.out / name),
             "--n", str(args.n), "--guidance", str(args.guidance), "--seed", str(args.seed),
             "--threads", str(args.threads), "--json", str(args.out / f"{name}.bench.json"),
         ]
