@@ -155,3 +155,39 @@ def sample_prompts(
             "JSON/JSONL file exists"
         )
     return draw_prompts(read_prompt_file(source), categories, n_prompts, seed, source)
+
+
+#: Example prompts, T2I-CompBench style, for backends that draw real images: (category, prompt).
+T2I_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("single", "a red apple"),
+    ("color", "a blue cup and a yellow book"),
+    ("shape", "a round clock and a square frame"),
+    ("texture", "a striped sock next to a wooden spoon"),
+    ("spatial", "a cat to the left of a dog"),
+    ("numeracy", "three green balloons"),
+    ("complex", "two red cubes on top of a blue table"),
+)
+
+
+class T2ICompBenchWorld:
+    """The world of a backend that draws real images (a mixin for its class): the shipped T2I-CompBench prompts
+    as its one prompt set, their categories, T2I-CompBench-style examples, and no referee — only the model's own
+    judge can score its images."""
+
+    def categories(self) -> tuple[str, ...]:
+        return tuple(T2I_CATEGORIES)
+
+    def prompt_sets(self) -> tuple[str, ...]:
+        return (T2I_COMPBENCH,)
+
+    def prompts(self, set_name: str, categories: Sequence[str] | None, n: int, seed: int) -> list[PromptItem]:
+        """``n`` T2I-CompBench training prompts (of ``categories``), drawn with ``seed``."""
+        if set_name != T2I_COMPBENCH:
+            raise ValueError(f"prompt set {set_name!r} is unknown; this backend offers {T2I_COMPBENCH}")
+        return t2i_compbench_prompts(categories, n, seed)
+
+    def example_prompts(self, seed: int = 0) -> list[tuple[str, str]]:
+        return list(T2I_EXAMPLES)
+
+    def referee(self) -> None:
+        return None

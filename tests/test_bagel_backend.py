@@ -18,8 +18,9 @@ from srum_core.backends.bagel import (
     load_bagel,
     resolve_model_id,
 )
+from srum_core.boxes.user import UserBoxes
 from srum_core.config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
-from srum_core.protocol import UnifiedModel, UserBoxes
+from srum_core.protocol import UnifiedModel
 from srum_core.types import Region, RewardReport
 from tests.conftest_bagel import build_tiny_bagel
 
@@ -168,6 +169,7 @@ def test_rubric_judge_asks_in_srum_format_and_keeps_failures(backend):
 
 
 def test_generation_expert_lora_moves_only_generation_weights(bagel_dir):
+    from srum_core import adapters as A
     from srum_core import training as T
     from srum_core.rewards import srum_loss
 
@@ -179,7 +181,7 @@ def test_generation_expert_lora_moves_only_generation_weights(bagel_dir):
     latents_before = backend.sample_latents(cond, [[]], None, [3], 4, 4.0)
 
     config = TrainingConfig(steps=2, lr=5e-2, batch_size=2, lora_rank=4, warmup_steps=0)
-    module = T.attach_adapter(backend, config)
+    module = A.attach_adapter(backend, config)
     adapted = [n for n, m in module.named_modules() if hasattr(m, "lora_A") and len(getattr(m, "lora_A", {}))]
     assert len(adapted) == 2 * 7 and all(".gen." in n for n in adapted)
     base = {n: p.detach().clone() for n, p in module.named_parameters() if not p.requires_grad}
@@ -189,7 +191,7 @@ def test_generation_expert_lora_moves_only_generation_weights(bagel_dir):
     assert result.steps == 2 and all(np.isfinite(m["loss"]) for m in result.metrics)
     after = dict(module.named_parameters())
     assert all(torch.equal(after[n], v) for n, v in base.items())  # base weights frozen
-    assert any(float(v.abs().sum()) > 0 for k, v in T.adapter_state(backend).items() if "lora_B" in k)
+    assert any(float(v.abs().sum()) > 0 for k, v in A.adapter_state(backend).items() if "lora_B" in k)
     # The understanding path (the judge) is exactly unchanged; drawing changed.
     assert torch.equal(backend.next_token_logits(probe), logits_before)
     assert not torch.allclose(backend.sample_latents(cond, [[]], None, [3], 4, 4.0), latents_before)
@@ -227,7 +229,7 @@ def test_a_key_without_a_place_fails_the_load(bagel_dir, tmp_path):
 
 def test_round_generate_judge_map_train_save_reload(bagel_dir, tmp_path):
     """run_round on the tiny BAGEL (think mode, likelihood judge, user boxes): run folder, adapter, reload."""
-    from srum_core import training as T
+    from srum_core import adapters as A
     from srum_core.rewards import build_reward_map
     from srum_core.rounds import RoundConfig, run_round
 
@@ -264,8 +266,8 @@ def test_round_generate_judge_map_train_save_reload(bagel_dir, tmp_path):
     trained = backend.sample_latents(cond, [[]], None, [7], 3, 4.0)
 
     fresh = load_bagel(str(bagel_dir), device="cpu", use_cache=False, mode="think", judge="likelihood", **FAST)
-    T.load_adapter(fresh, tmp_path / "run" / "adapter")
-    state_a, state_b = T.adapter_state(backend), T.adapter_state(fresh)
+    A.load_adapter(fresh, tmp_path / "run" / "adapter")
+    state_a, state_b = A.adapter_state(backend), A.adapter_state(fresh)
     assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     assert torch.allclose(fresh.sample_latents(cond, [[]], None, [7], 3, 4.0), trained, atol=1e-5)
 

@@ -68,3 +68,18 @@ def test_a_source_is_a_backend_prompt_set_then_t2i_compbench_then_a_file(tmp_pat
 def test_share_out_gives_the_first_categories_one_more():
     assert share_out(["a", "b", "c"], 5) == [("a", 2), ("b", 2), ("c", 1)]
     assert share_out(["a"], 0) == [("a", 0)]
+
+
+def test_backends_of_real_images_offer_t2i_compbench_and_no_referee():
+    from srum_core.backends.bagel import BagelBackend
+    from srum_core.backends.janus import JanusBackend
+    from srum_core.prompt_sets import T2ICompBenchWorld
+
+    assert issubclass(JanusBackend, T2ICompBenchWorld) and issubclass(BagelBackend, T2ICompBenchWorld)
+    world = T2ICompBenchWorld()
+    assert world.prompt_sets() == (T2I_COMPBENCH,) and world.categories() == T2I_CATEGORIES
+    items = world.prompts(T2I_COMPBENCH, ["color", "spatial"], 4, seed=2)
+    assert len(items) == 4 and {i.category for i in items} <= {"color", "spatial"}
+    assert world.referee() is None and all(text for _, text in world.example_prompts())
+    with pytest.raises(ValueError, match="t2i-compbench"):
+        world.prompts("val", None, 1, seed=0)

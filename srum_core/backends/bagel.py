@@ -34,7 +34,7 @@ Self-judging (``judge=``): ``"rubric"`` — SRUM's two text formats (the global 
 listing every region's ``Region ID`` and pixel ``Bounding Box``), think mode and greedy decoding as SRUM
 scores, parsed by :mod:`srum_core.parsing`; ``"likelihood"`` — ``2·P(Yes | Yes or No) − 1`` of the first answer
 token after a yes/no question (fast, for interactive use). Box sources: SAM automatic masks (SRUM's choice,
-top-10 by area) and OWLv2 grounding from :mod:`srum_core.real_boxes`.
+top-10 by area) and OWLv2 grounding from :mod:`srum_core.boxes`.
 
 Training (SRUM_SPEC §1.7): ``token_losses`` is the per-token squared error of the velocity on the latent token
 grid, ``mean_c (v_θ(x_t) − (ε − x0))²`` → ``(B, N)``, at ``t = sigmoid(n)``, ``n ~ N(0, 1)`` (shift 1.0 as
@@ -90,6 +90,7 @@ from torch import nn
 
 from ..config import GenerationConfig, JudgeConfig
 from ..device import default_dtype, resolve_device
+from ..prompt_sets import T2ICompBenchWorld
 from ..protocol import BoxSource, ProgressCallback, ProgressEvent
 from ..types import GlobalJudgement, Region, RegionJudgement, Sample
 
@@ -1222,7 +1223,7 @@ class _Context:
 Segment = tuple[str, Any]
 
 
-class BagelBackend:
+class BagelBackend(T2ICompBenchWorld):
     """A loaded BAGEL behind :class:`srum_core.protocol.UnifiedModel`.
 
     ``mode``: ``"think"`` (plan, then draw; SRUM's generation) or ``"plain"``. ``judge``: ``"rubric"`` (SRUM's
@@ -1832,24 +1833,21 @@ class BagelBackend:
 
     def box_sources(self) -> dict[str, BoxSource]:
         """``sam`` (SRUM's automatic masks, top-K by area) then ``grounding`` (OWLv2 on the prompt's objects),
-        each when its model is set; models load on first use. ``segmenter`` (the world segmenter) last."""
+        each when its model is set; models load on first use. ``segmenter`` (the model-free one) last."""
         if self._box_sources is None:
             sources: dict[str, BoxSource] = {}
             device = str(self.device.type)
             if self.sam_model:
-                from ..real_boxes import SamAutomaticBoxes
+                from ..boxes.sam import SamAutomaticBoxes
 
                 sources["sam"] = SamAutomaticBoxes(self.sam_model, self.sam_points_per_side, device)
             if self.grounding_model:
-                from ..real_boxes import Owlv2Grounding
+                from ..boxes.owlv2 import Owlv2Grounding
 
                 sources["grounding"] = Owlv2Grounding(self.grounding_model, self.grounding_threshold, device)
-            try:
-                from ..world.segmenter import SegmenterBoxes
-            except ImportError:
-                logger.info("srum_core.world.segmenter is not available; no 'segmenter' box source")
-            else:
-                sources["segmenter"] = SegmenterBoxes()
+            from ..boxes.segmenter import SegmenterBoxes
+
+            sources["segmenter"] = SegmenterBoxes()
             self._box_sources = sources
         return dict(self._box_sources)
 

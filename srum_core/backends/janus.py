@@ -38,9 +38,9 @@ import torch.nn.functional as F
 
 from ..config import GenerationConfig, JudgeConfig
 from ..device import default_dtype, resolve_device
-from ..prompt_sets import T2I_CATEGORIES, T2I_COMPBENCH, t2i_compbench_prompts
+from ..prompt_sets import T2ICompBenchWorld
 from ..protocol import BoxSource, ProgressCallback, ProgressEvent
-from ..types import GlobalJudgement, PromptItem, Region, RegionJudgement, Sample
+from ..types import GlobalJudgement, Region, RegionJudgement, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +50,6 @@ BACKEND_ALIASES: dict[str, str] = {
     "janus-pro-7b": "deepseek-community/Janus-Pro-7B",
 }
 JUDGES: tuple[str, ...] = ("likelihood", "rubric")
-#: Example prompts the UI offers, T2I-CompBench style: (category, prompt).
-EXAMPLE_PROMPTS: tuple[tuple[str, str], ...] = (
-    ("single", "a red apple"),
-    ("color", "a blue cup and a yellow book"),
-    ("shape", "a round clock and a square frame"),
-    ("texture", "a striped sock next to a wooden spoon"),
-    ("spatial", "a cat to the left of a dog"),
-    ("numeracy", "three green balloons"),
-    ("complex", "two red cubes on top of a blue table"),
-)
 
 #: Language-model parameters of the published checkpoints, for the CPU warning when no config is on disk.
 _KNOWN_LM_PARAMS: dict[str, float] = {
@@ -206,8 +196,8 @@ def load_janus(
     return JanusBackend(pair[0], pair[1], model_id=model_id, **options)
 
 
-class JanusBackend:
-    """A loaded Janus model behind :class:`srum_core.protocol.UnifiedModel`.
+class JanusBackend(T2ICompBenchWorld):
+    """A loaded Janus model behind :class:`srum_core.protocol.UnifiedModel`; its prompts are T2I-CompBench's.
 
     ``judge``: ``"likelihood"`` or ``"rubric"`` (module docstring). ``temperature``: sampling temperature of
     image codes (1.0 as Janus-Pro). ``cond_dropout``: fraction of training samples whose prompt is dropped
@@ -576,27 +566,6 @@ class JanusBackend:
         )
         shown = draw_numbered_boxes(image, regions) if view == "boxes" else image
         return parse_region_response(self.answer([shown], [question])[0], regions, question=question)
-
-    # ------------------------------------------------------------------------------------------------------
-    # Prompts: the shipped T2I-CompBench training set; no referee (the model's own judge is all there is)
-
-    def categories(self) -> tuple[str, ...]:
-        return tuple(T2I_CATEGORIES)
-
-    def prompt_sets(self) -> tuple[str, ...]:
-        return (T2I_COMPBENCH,)
-
-    def prompts(self, set_name: str, categories: Sequence[str] | None, n: int, seed: int) -> list[PromptItem]:
-        """``n`` T2I-CompBench training prompts (of ``categories``), drawn with ``seed``."""
-        if set_name != T2I_COMPBENCH:
-            raise ValueError(f"prompt set {set_name!r} is unknown; {self.name} offers {T2I_COMPBENCH}")
-        return t2i_compbench_prompts(categories, n, seed)
-
-    def example_prompts(self, seed: int = 0) -> list[tuple[str, str]]:
-        return list(EXAMPLE_PROMPTS)
-
-    def referee(self) -> None:
-        return None
 
     # ------------------------------------------------------------------------------------------------------
     # Regions
