@@ -283,7 +283,9 @@ def save_adapter(backend: Any, directory: str | os.PathLike[str], config: Traini
     """Write the trained weights to ``directory`` (safetensors + ``adapter_config.json``), atomically.
 
     LoRA files follow peft's layout (``adapter_model.safetensors`` + ``adapter_config.json``, keys as
-    ``get_peft_model_state_dict`` gives them); full fine-tuning writes ``model.safetensors``. The directory must
+    ``get_peft_model_state_dict`` gives them); full fine-tuning writes ``model.safetensors``. A backend with an
+    ``export_adapter(directory)`` method also writes the weights there in its own library's format (the pair
+    backend: diffusers' ``pytorch_lora_weights.safetensors``). The directory must
     not exist; it appears complete or not at all.
     """
     from safetensors.torch import save_file
@@ -302,6 +304,9 @@ def save_adapter(backend: Any, directory: str | os.PathLike[str], config: Traini
         weights_file = LORA_WEIGHTS_FILE if kind == "lora" else FULL_WEIGHTS_FILE
         save_file(state, str(tmp / weights_file), metadata={"format": "pt"})
         (tmp / ADAPTER_CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        export = getattr(backend, "export_adapter", None)
+        if callable(export):
+            export(tmp)  # the same weights in the backend's own library's format, e.g. diffusers' LoRA file
         os.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,3 +25,18 @@ def resolve_device(name: str = "auto") -> torch.device:
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 on CUDA (SRUM trains in bf16), fp32 elsewhere."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+#: Precision names accepted by ``--dtype`` ("auto" = :func:`default_dtype`).
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``"auto"``/None → :func:`default_dtype` of ``device``; ``"float32"``, ``"bfloat16"``, ``"float16"`` as named."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name in (None, "auto"):
+        return default_dtype(device)
+    if name not in DTYPES:
+        raise ValueError(f"dtype={name!r}: choose auto, {', '.join(DTYPES)}")
+    return DTYPES[name]

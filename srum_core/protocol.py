@@ -109,6 +109,9 @@ class UnifiedModel(Protocol):
         """peft ``target_modules`` naming the layers LoRA adapts (generation path only where possible)."""
         ...
 
+    # A backend may also offer ``export_adapter(directory)``: the attached adapter written in its own library's format
+    # beside the peft files (called by srum_core.adapters.save_adapter; e.g. diffusers' pytorch_lora_weights).
+
     # The world the backend was made for. A backend may also offer ``prompt_objects(prompt) -> list[str]``: the
     # objects it knows that ``prompt`` names (none → region rewards have nothing to measure; global-only reward).
 
