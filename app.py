@@ -19,22 +19,33 @@ BACKENDS = (
     "janus:<hub id or local folder>",
     "bagel",
     "bagel:<hub id or local folder>",
+    "pair --generator <id or folder> --judge <id or folder>",
+    "pair:<preset> (python -m srum_core backends lists them)",
 )
 
 
-def load_backend(name: str, device: str = "auto") -> Any:
-    """The named backend with its weights loaded (once per process); see :mod:`srum_core.backends`."""
+def load_backend(name: str, device: str = "auto", dtype: str | None = None, **options: Any) -> Any:
+    """The named backend with its weights loaded (once per process); see :mod:`srum_core.backends`. ``options``:
+    the pair backend's generator, judge, judge_mode, offload, image_size."""
     from srum_core.backends import load_backend as load
 
-    return load(name, device=device)
+    return load(name, device=device, dtype=dtype, **options)
 
 
-def make_demo(backend: str = "sandbox", device: str = "auto", runs_root: str = "runs", max_queue: int = 16) -> Any:
+def make_demo(
+    backend: str = "sandbox",
+    device: str = "auto",
+    runs_root: str = "runs",
+    max_queue: int = 16,
+    dtype: str | None = None,
+    **options: Any,
+) -> Any:
     """Load the backend and build the Workbench UI around it."""
     from workbench.app import build_demo
     from workbench.state import Engine
 
-    return build_demo(Engine(load_backend(backend, device), runs_root=runs_root, max_queue=max_queue))
+    engine = Engine(load_backend(backend, device, dtype, **options), runs_root=runs_root, max_queue=max_queue)
+    return build_demo(engine)
 
 
 _demo: Any = None
@@ -56,6 +67,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--backend", default="sandbox", help=f"unified model to load: {', '.join(BACKENDS)} (default: sandbox)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="precision of a real model (auto: bf16 on CUDA)",
+    )
+    pair = parser.add_argument_group("pair backend (a diffusers generator judged by a vision-language model)")
+    pair.add_argument("--generator", default=None, help="diffusers pipeline: hub id, folder or alias (sd35-medium)")
+    pair.add_argument("--judge", default=None, help="vision-language judge: hub id, folder or alias (qwen25vl-7b)")
+    pair.add_argument("--judge-mode", default=None, choices=("rubric", "likelihood"), help="SRUM's rubric or P(Yes)")
+    pair.add_argument(
+        "--offload", default=None, choices=("none", "swap"), help="swap: generator and judge take turns on the GPU"
+    )
+    pair.add_argument("--image-size", type=int, default=None, help="image side (default: the generator's own)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
@@ -70,15 +95,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from srum_core.backends import cpu_warning
+    from srum_core.backends import PAIR_OPTIONS, cpu_warning
 
-    warning = cpu_warning(args.backend, args.device)
+    options = {k: getattr(args, k) for k in PAIR_OPTIONS if getattr(args, k) is not None}
+    try:
+        warning = cpu_warning(args.backend, args.device, **options)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
     if warning and not args.allow_slow_cpu:
         # A full-size model on CPU would take minutes per image: say so instead of appearing to hang.
         print(f"error: {warning}\nPass --allow-slow-cpu to start anyway.", file=sys.stderr)
         raise SystemExit(2)
     try:
-        demo = make_demo(args.backend, args.device, args.runs_root, args.max_queue)
+        demo = make_demo(args.backend, args.device, args.runs_root, args.max_queue, args.dtype, **options)
     except (ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err

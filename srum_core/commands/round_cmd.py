@@ -18,19 +18,49 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, PAIR_OPTIONS
 from ..config import MAP_MODES
+from ..device import DTYPES
 from . import CliError
 
 
-def load_backend(name: str, device: str = "auto", model: str | None = None) -> Any:
-    """The named backend, weights loaded (``model``: a local folder or hub id overriding the default weights)."""
+def load_backend(
+    name: str, device: str = "auto", model: str | None = None, dtype: str | None = None, **options: Any
+) -> Any:
+    """The named backend, weights loaded (``model``: a local folder or hub id overriding the default weights;
+    ``options``: the pair backend's generator, judge, ...)."""
     from ..backends import load_backend as load
 
     try:
-        return load(name, device=device, model=model)
+        return load(name, device=device, model=model, dtype=dtype, **options)
     except ValueError as err:
         raise CliError(str(err)) from err
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and the pair backend's flags (``--generator``, ``--judge``, ...), shared by every command that
+    loads a backend."""
+    parser.add_argument(
+        "--dtype", default="auto", choices=("auto", *DTYPES), help="precision of a real model (auto: bf16 on CUDA)"
+    )
+    pair = parser.add_argument_group("pair backend (a diffusers generator judged by a vision-language model)")
+    pair.add_argument("--generator", default=None, help="diffusers pipeline: hub id, folder or alias (sd35-medium)")
+    pair.add_argument("--judge", default=None, help="vision-language judge: hub id, folder or alias (qwen25vl-7b)")
+    pair.add_argument(
+        "--judge-mode", default=None, choices=("rubric", "likelihood"), help="SRUM's text rubric (default) or P(Yes)"
+    )
+    pair.add_argument(
+        "--offload", default=None, choices=("none", "swap"), help="swap: generator and judge take turns on the GPU"
+    )
+    pair.add_argument("--image-size", type=int, default=None, help="image side (default: the generator's own)")
+
+
+def backend_from_args(args: argparse.Namespace) -> Any:
+    """The backend the parsed flags ask for (``--backend``, ``--model``, ``--device``, ``--dtype``, pair flags)."""
+    options = {k: getattr(args, k) for k in PAIR_OPTIONS if getattr(args, k, None) is not None}
+    if getattr(args, "dtype", "auto") != "auto":
+        options["dtype"] = args.dtype
+    return load_backend(args.backend, args.device, args.model, **options)  # only what was asked for
 
 
 class TqdmProgress:
@@ -65,6 +95,7 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gen-steps", type=int, default=None, help="sampling steps per image (default: backend's)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     parser.add_argument("--batch-size", type=int, default=16, help="images generated per batch (default 16)")
+    add_model_flags(parser)
 
 
 def _generation(args: argparse.Namespace, backend: Any = None) -> Any:
@@ -233,7 +264,7 @@ def run_round_command(args: argparse.Namespace) -> int:
         raise CliError(f"--resume {args.resume} is not a run folder")
     config = _round_config(args)
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
-    backend = load_backend(args.backend, args.device, args.model)
+    backend = backend_from_args(args)
     config = replace(config, generation=_generation(args, backend))
     progress = TqdmProgress() if info.is_main else None
     try:
@@ -280,7 +311,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if args.n_seeds < 1:
         raise CliError("--n-seeds must be at least 1")
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
-    backend = load_backend(args.backend, args.device, args.model)
+    backend = backend_from_args(args)
     state = "base"
     if args.run is not None:
         load_run(args.run, backend)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..config import REGION_VIEWS
 from . import CliError
+from .round_cmd import add_model_flags, backend_from_args
 
 LISTING = "generation.jsonl"
 
@@ -26,6 +27,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", required=True, help="unified model to use (e.g. sandbox)")
     p.add_argument("--model", default=None, help="weights folder or hub id for the backend (default: its own)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    add_model_flags(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,9 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from .round_cmd import load_backend
-
-    return load_backend(args.backend, device=args.device, model=args.model)
+    return backend_from_args(args)
 
 
 def run_generate(args: argparse.Namespace) -> int:

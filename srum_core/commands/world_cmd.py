@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import CliError
+from .round_cmd import add_model_flags, backend_from_args
 
 DEFAULT_BACKEND = "sandbox"
 
@@ -52,12 +53,11 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help=f"whose prompt sets to use (default {DEFAULT_BACKEND})")
     parser.add_argument("--model", default=None, help="weights folder or hub id for the backend (default: its own)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu; nothing is generated)")
+    add_model_flags(parser)
 
 
 def _backend(args: argparse.Namespace):
-    from .round_cmd import load_backend
-
-    return load_backend(args.backend, device=args.device, model=args.model)
+    return backend_from_args(args)
 
 
 def run_prompts(args: argparse.Namespace) -> int:
