@@ -11,12 +11,20 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .commands import COMMAND_MODULES, CliError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``error: ...``), exit status 2, like the commands' own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m srum_core",
         description="SRUM Workbench engine: self-rewarding post-training of unified multimodal models.",
     )

@@ -1,13 +1,21 @@
 """Typed, frozen configuration per concern, with defaults that run on a laptop CPU.
 
 Change a value with ``dataclasses.replace(cfg, field=value)``; every config validates itself and says how
-to fix a bad value. Named presets live in :data:`PRESETS`, read by both the CLI and the UI.
+to fix a bad value. Each field carries its help text (``field(metadata={"help": ...})``): the CLI's flags and
+the Workbench's inputs are built from these fields, so a parameter has one name, one default, one help text
+and one validation (:func:`check_int`, :func:`check_float`). Named presets live in :data:`PRESETS`, read by
+both the CLI (``round --preset``) and the UI (the Train tab's preset menu).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import numbers
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .limits import MAX_SEED
+from .templates import GLOBAL_FIELDS, REGION_FIELDS, check_template
 
 MAP_MODES: tuple[str, ...] = ("released", "signed", "binary", "global-only", "local-only", "sft")
 GRID_MODES: tuple[str, ...] = ("bilinear", "area")
@@ -20,26 +28,121 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _int_span(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"from {lo} to {hi}"
+    if lo is not None:
+        return f"of {lo} or more"
+    return f"of {hi} or less" if hi is not None else ""
+
+
+def _float_span(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'above' if lo_open else 'at least'} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'below' if hi_open else 'at most'} {hi:g}")
+    return " and ".join(parts)
+
+
+def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = None, hint: str = "") -> int:
+    """``value`` as an ``int`` when it is a whole number in ``[lo, hi]``; otherwise a one-line ``ValueError``.
+
+    A float is accepted only when it is exactly whole (``2.0`` → ``2``): ``2.5``, NaN, infinities and booleans
+    are refused, never rounded. ``hint`` is added to the message in parentheses (how to fix it).
+    """
+    suffix = f" ({hint})" if hint else ""
+    wanted = f"give a whole number {_int_span(lo, hi)}".rstrip()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}={_shown(value)}: {wanted}{suffix}")
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    else:
+        as_float = float(value)
+        if not math.isfinite(as_float):
+            raise ValueError(f"{name}={as_float}: {wanted}{suffix}")
+        if not as_float.is_integer():
+            raise ValueError(f"{name}={as_float}: {wanted}, not a fraction{suffix}")
+        number = int(as_float)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise ValueError(f"{name}={_shown(value)}: {wanted}{suffix}")
+    return number
+
+
+def check_float(
+    value: Any,
+    name: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    hint: str = "",
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    """``value`` as a finite ``float`` in ``[lo, hi]`` (``lo_open``/``hi_open``: exclusive ends); else a ``ValueError``.
+
+    NaN, infinities, booleans and non-numbers are refused with a one-line message; ``hint`` says how to fix it.
+    """
+    suffix = f" ({hint})" if hint else ""
+    wanted = f"give a finite number {_float_span(lo, hi, lo_open, hi_open)}".rstrip()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}={_shown(value)}: {wanted}{suffix}")
+    number = float(value)
+    too_low = lo is not None and (number <= lo if lo_open else number < lo)
+    too_high = hi is not None and (number >= hi if hi_open else number > hi)
+    if not math.isfinite(number) or too_low or too_high:
+        raise ValueError(f"{name}={number!r}: {wanted}{suffix}")
+    return number
+
+
+def _shown(value: Any) -> str:
+    """A value as messages show it: short, on one line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def _set(config: Any, name: str, value: Any) -> None:
+    """Store a validated (normalised) value on a frozen dataclass."""
+    object.__setattr__(config, name, value)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` when it is one of ``choices``; otherwise a one-line ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}={_shown(value)}: choose one of {', '.join(choices)}")
+    return value
+
+
+def help_of(config: type, name: str) -> str:
+    """The help text of field ``name`` of config class ``config`` (what the CLI and the UI show)."""
+    for item in config.__dataclass_fields__.values():
+        if item.name == name:
+            return str(item.metadata.get("help", ""))
+    raise KeyError(f"{config.__name__} has no field {name!r}")
+
+
+def default_of(config: type, name: str) -> Any:
+    """The default value of field ``name`` of config class ``config`` (the CLI's and the UI's default)."""
+    return getattr(config(), name)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """How images are sampled. ``guidance`` is the classifier-free guidance scale (1.0 = off)."""
 
-    steps: int = 20
-    guidance: float = 3.0
-    batch_size: int = 16
-    device: str = "auto"
+    steps: int = field(default=20, metadata=_help("sampling steps per image"))
+    guidance: float = field(default=3.0, metadata=_help("classifier-free guidance scale (1.0 = off)"))
+    batch_size: int = field(default=16, metadata=_help("images generated per batch"))
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda or mps"))
 
     def __post_init__(self) -> None:
-        _check(
-            1 <= self.steps <= 1000,
-            f"steps={self.steps}: use between 1 and 1000 sampling steps (20 is a good CPU default)",
-        )
-        _check(
-            0.0 <= self.guidance <= 30.0,
-            f"guidance={self.guidance}: use a CFG scale between 0 and 30 (1.0 disables guidance)",
-        )
-        _check(1 <= self.batch_size <= 1024, f"batch_size={self.batch_size}: use between 1 and 1024 images per batch")
-        _check(self.device in DEVICES, f"device={self.device!r}: choose one of {', '.join(DEVICES)}")
+        _set(self, "steps", check_int(self.steps, "steps", 1, 1000, "20 is a good CPU default"))
+        _set(self, "guidance", check_float(self.guidance, "guidance", 0.0, 30.0, "1.0 disables guidance"))
+        _set(self, "batch_size", check_int(self.batch_size, "batch_size", 1, 1024, "images per batch"))
+        check_choice(self.device, "device", DEVICES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,26 +164,29 @@ class JudgeConfig:
 
     ``region_view``: how a region is shown to the judge — ``crop`` (the region cut out), ``coords``
     (normalised coordinates in the text) or ``boxes`` (numbered boxes drawn on the image).
-    ``global_template`` / ``region_template``: question templates; ``{prompt}``, ``{region}`` and
-    ``{object}`` are filled in.
+    ``global_template`` / ``region_template``: question templates (:mod:`srum_core.templates`); the global one
+    may use ``{prompt}``, the region one ``{prompt}``, ``{region}`` and ``{object}``; both must use ``{prompt}``.
     """
 
-    region_view: str = "crop"
-    max_regions: int = 10
-    box_source: str | None = None
-    global_template: str = DEFAULT_GLOBAL_TEMPLATE
-    region_template: str = DEFAULT_REGION_TEMPLATE
+    region_view: str = field(default="crop", metadata=_help("how the judge sees a region: crop, coords or boxes"))
+    max_regions: int = field(default=10, metadata=_help("regions judged per image (SRUM keeps 10)"))
+    box_source: str | None = field(
+        default=None, metadata=_help("region proposer by name (default: the backend's first)")
+    )
+    global_template: str = field(default=DEFAULT_GLOBAL_TEMPLATE, metadata=_help("global question; uses {prompt}"))
+    region_template: str = field(
+        default=DEFAULT_REGION_TEMPLATE, metadata=_help("region question; uses {prompt}, {region}, {object}")
+    )
 
     def __post_init__(self) -> None:
+        check_choice(self.region_view, "region_view", REGION_VIEWS)
+        _set(self, "max_regions", check_int(self.max_regions, "max_regions", 1, 64, "SRUM keeps the top 10"))
         _check(
-            self.region_view in REGION_VIEWS,
-            f"region_view={self.region_view!r}: choose one of {', '.join(REGION_VIEWS)}",
+            self.box_source is None or isinstance(self.box_source, str),
+            f"box_source={_shown(self.box_source)}: give a box source's name, or None for the backend's first",
         )
-        _check(
-            1 <= self.max_regions <= 64, f"max_regions={self.max_regions}: use between 1 and 64 (SRUM keeps the top 10)"
-        )
-        _check("{prompt}" in self.global_template, "global_template must contain {prompt} so the judge sees the prompt")
-        _check("{prompt}" in self.region_template, "region_template must contain {prompt} so the judge sees the prompt")
+        check_template(self.global_template, GLOBAL_FIELDS, ("prompt",), "global_template")
+        check_template(self.region_template, REGION_FIELDS, ("prompt",), "region_template")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,12 +201,15 @@ class RewardConfig:
     ``grid``: ``bilinear`` (align_corners=False, as released) or ``area`` (area average per token).
     """
 
-    mode: str = "released"
-    grid: str = "bilinear"
+    mode: str = field(
+        default="released",
+        metadata=_help("reward map mode: released, signed, binary, global-only, local-only, or sft (the SFT baseline)"),
+    )
+    grid: str = field(default="bilinear", metadata=_help("map → token grid projection: bilinear or area"))
 
     def __post_init__(self) -> None:
-        _check(self.mode in MAP_MODES, f"mode={self.mode!r}: choose one of {', '.join(MAP_MODES)}")
-        _check(self.grid in GRID_MODES, f"grid={self.grid!r}: choose one of {', '.join(GRID_MODES)}")
+        check_choice(self.mode, "mode", MAP_MODES)
+        check_choice(self.grid, "grid", GRID_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,43 +220,70 @@ class TrainingConfig:
     """A short SRUM training round: ``L = mean(w·e) + λ·mean(e)`` with AdamW at SRUM's defaults.
 
     ``timestep_shift``: logit-normal timestep shift for flow backends; None keeps the shift the backend was
-    pre-trained with (SRUM's released scripts use 1.0 for BAGEL).
+    pre-trained with (SRUM's released scripts use 1.0 for BAGEL). ``seed`` draws the adapter's initial weights,
+    the batch order and the training noise; inside a round it is the round's seed (``RoundConfig.seed``).
     """
 
-    steps: int = 20
-    lr: float = 1e-4
-    lam: float = 0.5
-    batch_size: int = 8
-    lora_rank: int = 8
-    lora_alpha: float | None = None
-    full_finetune: bool = False
-    warmup_steps: int = 2
-    grad_clip: float = 1.0
+    steps: int = field(default=20, metadata=_help("optimiser steps"))
+    lr: float = field(default=1e-4, metadata=_help("peak learning rate"))
+    lam: float = field(default=0.5, metadata=_help("λ, the weight of the constraint term (0 = ablation)"))
+    batch_size: int = field(default=8, metadata=_help("images per optimiser step"))
+    lora_rank: int = field(default=8, metadata=_help("LoRA rank"))
+    lora_alpha: float | None = field(default=None, metadata=_help("LoRA alpha (default: 2 × rank)"))
+    full_finetune: bool = field(default=False, metadata=_help("train every parameter instead of LoRA"))
+    warmup_steps: int = field(default=2, metadata=_help("linear warm-up steps"))
+    grad_clip: float = field(default=1.0, metadata=_help("max gradient norm"))
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-15
     weight_decay: float = 0.0
-    timestep_shift: float | None = None
+    timestep_shift: float | None = field(
+        default=None,
+        metadata=_help(
+            "logit-normal timestep shift (default: the backend's own pre-training shift; SRUM's scripts use 1.0)"
+        ),
+    )
     cond_dropout: float = 0.1
-    seed: int = 0
+    seed: int = field(default=0, metadata=_help("seed of the adapter's initial weights, batch order and noise"))
 
     def __post_init__(self) -> None:
-        _check(0 <= self.steps <= 100_000, f"steps={self.steps}: use between 0 and 100000 optimiser steps")
-        _check(0.0 < self.lr <= 1.0, f"lr={self.lr}: use a positive learning rate no larger than 1 (1e-4 for LoRA)")
-        _check(0.0 <= self.lam <= 10.0, f"lam={self.lam}: λ is the constraint weight; use 0..10 (SRUM uses 0.5)")
-        _check(1 <= self.batch_size <= 1024, f"batch_size={self.batch_size}: use between 1 and 1024")
-        _check(1 <= self.lora_rank <= 512, f"lora_rank={self.lora_rank}: use a LoRA rank between 1 and 512")
-        _check(self.lora_alpha is None or self.lora_alpha > 0, "lora_alpha must be positive (or None for 2 × rank)")
-        _check(0 <= self.warmup_steps <= 100_000, f"warmup_steps={self.warmup_steps}: use 0 or more")
-        _check(self.grad_clip > 0, f"grad_clip={self.grad_clip}: use a positive max gradient norm (SRUM uses 1.0)")
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "AdamW betas must lie in [0, 1)")
-        _check(self.eps > 0, "eps must be positive (SRUM uses 1e-15)")
-        _check(self.weight_decay >= 0, "weight_decay must be ≥ 0 (SRUM uses 0)")
-        _check(
-            self.timestep_shift is None or self.timestep_shift > 0,
-            "timestep_shift must be positive (1.0 = no shift) or None for the backend's own pre-training shift",
+        _set(self, "steps", check_int(self.steps, "steps", 0, 100_000, "optimiser steps"))
+        _set(self, "lr", check_float(self.lr, "lr", 0.0, 1.0, "1e-4 suits LoRA", lo_open=True))
+        _set(self, "lam", check_float(self.lam, "lam", 0.0, 10.0, "λ is the constraint weight; SRUM uses 0.5"))
+        _set(self, "batch_size", check_int(self.batch_size, "batch_size", 1, 1024, "images per optimiser step"))
+        _set(self, "lora_rank", check_int(self.lora_rank, "lora_rank", 1, 512, "a LoRA rank"))
+        if self.lora_alpha is not None:
+            _set(
+                self,
+                "lora_alpha",
+                check_float(self.lora_alpha, "lora_alpha", 0.0, None, "None = 2 × rank", lo_open=True),
+            )
+        _check(isinstance(self.full_finetune, bool), f"full_finetune={_shown(self.full_finetune)}: give true or false")
+        _set(self, "warmup_steps", check_int(self.warmup_steps, "warmup_steps", 0, 100_000))
+        _set(self, "grad_clip", check_float(self.grad_clip, "grad_clip", 0.0, None, "SRUM uses 1.0", lo_open=True))
+        _set(self, "beta1", check_float(self.beta1, "beta1", 0.0, 1.0, "AdamW's β1; SRUM uses 0.9", hi_open=True))
+        _set(self, "beta2", check_float(self.beta2, "beta2", 0.0, 1.0, "AdamW's β2; SRUM uses 0.95", hi_open=True))
+        _set(self, "eps", check_float(self.eps, "eps", 0.0, None, "SRUM uses 1e-15", lo_open=True))
+        _set(self, "weight_decay", check_float(self.weight_decay, "weight_decay", 0.0, None, "SRUM uses 0"))
+        if self.timestep_shift is not None:
+            _set(
+                self,
+                "timestep_shift",
+                check_float(
+                    self.timestep_shift,
+                    "timestep_shift",
+                    0.0,
+                    None,
+                    "1.0 = no shift; None = the backend's",
+                    lo_open=True,
+                ),
+            )
+        _set(
+            self,
+            "cond_dropout",
+            check_float(self.cond_dropout, "cond_dropout", 0.0, 1.0, "SRUM keeps 0.1 for CFG", hi_open=True),
         )
-        _check(0.0 <= self.cond_dropout < 1.0, "cond_dropout must lie in [0, 1) (SRUM keeps 0.1 for CFG)")
+        _set(self, "seed", check_int(self.seed, "seed", 0, MAX_SEED))
 
     @property
     def effective_lora_alpha(self) -> float:
@@ -157,7 +293,8 @@ class TrainingConfig:
         return asdict(self)
 
 
-#: Named presets shared by the CLI and the UI.
+#: Named presets shared by the CLI (``round --preset NAME``) and the UI (the Train tab's preset menu): each
+#: replaces the default generation and training configs; flags and inputs the user sets still win.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-quick": {
         "generation": GenerationConfig(steps=12, guidance=3.0, batch_size=16),

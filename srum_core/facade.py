@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import GenerationConfig, JudgeConfig
+from .config import GenerationConfig, JudgeConfig, check_int
+from .limits import MAX_PROMPT_CHARS, MAX_SEED
 from .protocol import ProgressCallback, ProgressEvent, UnifiedModel
 from .scoring import score_image
 from .types import (
@@ -32,11 +33,6 @@ from .types import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Longest prompt the facade accepts. Far above any real T2I prompt; a 10k-character paste is refused.
-MAX_PROMPT_CHARS = 2000
-#: Seeds are drawn from and checked against ``[0, MAX_SEED]`` (fits every generator's 32-bit seed).
-MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -77,24 +73,27 @@ class InspectResult:
         return self.report.notices
 
 
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int in ``[0, MAX_SEED]``; the one seed check of the UI, the API and the CLI."""
+    return check_int(seed, "seed", 0, MAX_SEED, "or leave it empty for a random one")
+
+
 def draw_seed(seed: int | None) -> int:
     """``seed`` checked, or a fresh one when ``None`` (the caller reports the seed used)."""
     if seed is None:
         return random.SystemRandom().randint(0, MAX_SEED)
-    if isinstance(seed, float):
-        if not seed.is_integer():
-            raise ValueError(f"seed={seed}: give a whole number between 0 and {MAX_SEED}")
-        seed = int(seed)
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"seed={seed}: give a whole number between 0 and {MAX_SEED} (or leave it empty for a random one)")
-    return int(seed)
+    return check_seed(seed)
 
 
 def check_prompt(prompt: str | None) -> str:
     """The prompt with surrounding whitespace removed; refuses an empty or overlong prompt."""
-    if prompt is None or not str(prompt).strip():
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValueError(f"the prompt must be text, not {type(prompt).__name__}")
+    if prompt is None or not prompt.strip():
         raise ValueError("the prompt is empty: type what the image should show, e.g. 'a red circle'")
-    text = " ".join(str(prompt).split())
+    if len(prompt) > 4 * MAX_PROMPT_CHARS:  # refuse a huge paste before any work on it
+        raise ValueError(f"the prompt is {len(prompt)} characters long; shorten it to at most {MAX_PROMPT_CHARS} characters")
+    text = " ".join(prompt.split())
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(
             f"the prompt is {len(text)} characters long; shorten it to at most {MAX_PROMPT_CHARS} characters"

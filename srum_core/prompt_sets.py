@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .limits import MAX_PROMPT_CHARS
 from .types import PromptItem
 
 #: The source name of the shipped T2I-CompBench training prompts (works with every backend).
@@ -90,6 +91,11 @@ def t2i_compbench_prompts(categories: Sequence[str] | None, n: int, seed: int) -
     return draw_prompts(pool, categories, n, seed, T2I_COMPBENCH)
 
 
+def _check_length(prompt: str, path: Path, number: int) -> None:
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"{path} entry {number}: the prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+
+
 def read_prompt_file(path: str | Path) -> list[PromptItem]:
     """The prompts of a JSON/JSONL file: strings, or objects with ``prompt`` (or T2I-CompBench's ``Question``) and
     an optional ``category`` (``Category``); a JSON file may also hold ``{"prompts": [...]}``."""
@@ -106,6 +112,7 @@ def read_prompt_file(path: str | Path) -> list[PromptItem]:
     items = []
     for number, entry in enumerate(entries, start=1):
         if isinstance(entry, str):
+            _check_length(entry, path, number)
             items.append(PromptItem(text=entry))
             continue
         if not isinstance(entry, dict):
@@ -113,6 +120,7 @@ def read_prompt_file(path: str | Path) -> list[PromptItem]:
         prompt = entry.get("prompt", entry.get("Question", entry.get("text")))
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"{path} entry {number}: no 'prompt' (or T2I-CompBench 'Question') text")
+        _check_length(prompt, path, number)
         category = entry.get("category", entry.get("Category", "unknown"))
         items.append(PromptItem(text=prompt.strip(), category=str(category), spec=entry.get("spec")))
     return items

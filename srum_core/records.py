@@ -16,8 +16,10 @@
                      {"object": name, "bbox": [...], "score": s}, ...]}
 
 Reading keeps every key it does not know (``extra``) so a file round-trips losslessly. Loading a file with bad
-lines keeps the good ones and reports every bad line with its number and why. Writes are atomic (temp file +
-rename) and refuse to overwrite unless asked.
+lines keeps the good ones and reports every bad line with its number and why; a record over the limits of
+:class:`RecordLimits` (regions, declared image size, prompt length — a reward map's cost grows with each) is such
+a bad line, refused before any map is built. Writes are atomic (temp file + rename) and refuse to overwrite
+unless asked.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .limits import MAX_IMAGE_SIDE, MAX_PROMPT_CHARS, MAX_RECORD_REGIONS
 from .types import GlobalJudgement, Region, RegionJudgement, RewardReport
 
 GLOBAL_OBJECT = "global_layout_reward"
@@ -38,6 +41,36 @@ GLOBAL_OBJECT = "global_layout_reward"
 
 class RecordError(ValueError):
     """A record that does not follow SRUM's formats; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """What one record may hold before it is refused: the reward map of a record costs ``W x H`` per region."""
+
+    max_regions: int = MAX_RECORD_REGIONS
+    max_side: int = MAX_IMAGE_SIDE
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+
+    def check_size(self, width: int, height: int) -> None:
+        if width > self.max_side or height > self.max_side:
+            raise RecordError(
+                f"the image size {width}x{height} is larger than {self.max_side}x{self.max_side}, the largest read"
+            )
+
+    def check(self, data: dict[str, Any]) -> None:
+        """Refuse a parsed JSON record over the limits, before its regions are read."""
+        rewards = data.get("vlm_rewards")
+        if isinstance(rewards, list):
+            training = "good_image_file" in data or "bad_image_file" in data
+            regions = len(rewards) - (1 if training else 0)  # a training record lists the global entry there too
+            if regions > self.max_regions:
+                raise RecordError(f"{regions} regions; at most {self.max_regions} per record are read")
+        prompt = data.get("prompt")
+        if isinstance(prompt, str) and len(prompt) > self.max_prompt_chars:
+            raise RecordError(f"the prompt is {len(prompt)} characters long; at most {self.max_prompt_chars} are read")
+
+
+DEFAULT_LIMITS = RecordLimits()
 
 
 def _number(value: Any, what: str, allow_none: bool = False) -> float | None:
@@ -294,17 +327,24 @@ class TrainingRecord:
 Record = ScoringRecord | TrainingRecord
 
 
-def record_from_dict(data: Any) -> Record:
-    """Parse one JSON object as whichever SRUM format it follows."""
+def record_from_dict(data: Any, limits: RecordLimits = DEFAULT_LIMITS) -> Record:
+    """Parse one JSON object as whichever SRUM format it follows, refusing one over ``limits``."""
     data = _mapping(data, "record")
+    limits.check(data)
+    record: Record
     if "good_image_file" in data or "bad_image_file" in data:
-        return TrainingRecord.from_dict(data)
-    if "global_layout_reward" in data or "image_file" in data:
-        return ScoringRecord.from_dict(data)
-    raise RecordError(
-        "not a SRUM record: expected a scoring record (image_file, global_layout_reward, vlm_rewards) "
-        "or a training record (good_image_file, bad_image_file, vlm_rewards)"
-    )
+        record = TrainingRecord.from_dict(data)
+    elif "global_layout_reward" in data or "image_file" in data:
+        record = ScoringRecord.from_dict(data)
+    else:
+        raise RecordError(
+            "not a SRUM record: expected a scoring record (image_file, global_layout_reward, vlm_rewards) "
+            "or a training record (good_image_file, bad_image_file, vlm_rewards)"
+        )
+    size = record.image_size()
+    if size is not None:
+        limits.check_size(*size)
+    return record
 
 
 # --- conversions between records and reward reports -------------------------------------------------------
@@ -346,16 +386,19 @@ def _status(status: str | None, score: float | None) -> str:
     return status or "ok"
 
 
-def _size_from(record: Record, size: tuple[int, int] | None) -> tuple[int, int]:
+def _size_from(record: Record, size: tuple[int, int] | None, limits: RecordLimits) -> tuple[int, int]:
     found = size or record.image_size()
     if found is None or found[0] <= 0 or found[1] <= 0:
         raise RecordError("the image size is unknown: the record has no global box [0, 0, W, H]; give the size")
+    limits.check_size(int(found[0]), int(found[1]))
     return int(found[0]), int(found[1])
 
 
-def report_from_record(record: Record, size: tuple[int, int] | None = None) -> RewardReport:
+def report_from_record(
+    record: Record, size: tuple[int, int] | None = None, limits: RecordLimits = DEFAULT_LIMITS
+) -> RewardReport:
     """The reward report a record describes; ``size`` ``(W, H)`` overrides the global box's size."""
-    width, height = _size_from(record, size)
+    width, height = _size_from(record, size, limits)
     if isinstance(record, TrainingRecord):
         entry = record.global_entry
         glob = (
@@ -464,8 +507,11 @@ class LoadResult:
         )
 
 
-def load_records(path: str | os.PathLike[str]) -> LoadResult:
-    """Read a SRUM JSONL file (either format, even mixed); blank lines are skipped, bad lines reported."""
+def load_records(path: str | os.PathLike[str], limits: RecordLimits = DEFAULT_LIMITS) -> LoadResult:
+    """Read a SRUM JSONL file (either format, even mixed); blank lines are skipped, bad lines reported.
+
+    A record over ``limits`` is a bad line (its reason names the limit).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"records file {path} does not exist")
@@ -480,8 +526,11 @@ def load_records(path: str | os.PathLike[str]) -> LoadResult:
             except json.JSONDecodeError as err:
                 bad.append(BadLine(number, f"not valid JSON ({err.msg} at column {err.colno})"))
                 continue
+            except RecursionError:
+                bad.append(BadLine(number, "the JSON is nested too deeply to be a SRUM record"))
+                continue
             try:
-                good.append((number, record_from_dict(data)))
+                good.append((number, record_from_dict(data, limits)))
             except RecordError as err:
                 bad.append(BadLine(number, str(err)))
     return LoadResult(records=tuple(good), bad_lines=tuple(bad))
@@ -516,13 +565,15 @@ def write_jsonl(
 
 
 def records_to_reports(
-    records: Sequence[tuple[int, Record]], size: tuple[int, int] | None = None
+    records: Sequence[tuple[int, Record]],
+    size: tuple[int, int] | None = None,
+    limits: RecordLimits = DEFAULT_LIMITS,
 ) -> tuple[list[tuple[int, RewardReport]], list[BadLine]]:
-    """Reports for records, with a :class:`BadLine` for each record whose size cannot be known."""
+    """Reports for records, with a :class:`BadLine` for each record whose size is unknown or over ``limits``."""
     reports, bad = [], []
     for number, record in records:
         try:
-            reports.append((number, report_from_record(record, size)))
+            reports.append((number, report_from_record(record, size, limits)))
         except RecordError as err:
             bad.append(BadLine(number, str(err)))
     return reports, bad

@@ -43,9 +43,10 @@ from .adapters import (
     zero_adapter_bypassed,
 )
 from .boxes.user import USER_BOX_SOURCE
-from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
+from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig, _set, check_float, check_int
 from .distributed import ProcessInfo, barrier, gather_objects, process_info, shard
 from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, referee_passed
+from .limits import MAX_SEED
 from .prompt_sets import sample_prompts
 from .protocol import Cancelled, ProgressCallback, ProgressEvent
 from .runs import load_run, read_run, write_round
@@ -94,27 +95,36 @@ class RoundConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.prompts, str) or not self.prompts:
             raise ValueError("prompts must name a prompt set of the backend, 't2i-compbench', or a JSON/JSONL file")
-        if not 1 <= self.n_prompts <= 100_000:
-            raise ValueError(f"n_prompts={self.n_prompts}: generate between 1 and 100000 images per round")
+        _set(self, "n_prompts", check_int(self.n_prompts, "n_prompts", 1, 100_000, "images drawn per round"))
+        if self.seed is not None:
+            _set(self, "seed", check_int(self.seed, "seed", 0, MAX_SEED, "or None for a random one"))
+        # One seed per round: run_round makes it the training seed too (LoRA initialisation, batch order, noise).
+        # training.seed is left at 0 (not set), or equals the round's seed in a config a round resolved.
+        if self.training.seed not in (0, self.seed):
+            raise ValueError(
+                f"training.seed={self.training.seed} differs from the round's seed={self.seed}: a round has one "
+                "seed; set RoundConfig.seed and leave training.seed at 0"
+            )
         if self.categories is not None:
-            object.__setattr__(self, "categories", tuple(self.categories))
+            _set(self, "categories", tuple(self.categories))
         if self.eval_categories is not None:
-            object.__setattr__(self, "eval_categories", tuple(self.eval_categories))
-        object.__setattr__(self, "eval_seeds", tuple(int(s) for s in self.eval_seeds))
+            _set(self, "eval_categories", tuple(self.eval_categories))
+        _set(self, "eval_seeds", tuple(check_int(s, "eval seed", 0, MAX_SEED) for s in self.eval_seeds))
+        _set(self, "eval_n_prompts", check_int(self.eval_n_prompts, "eval_n_prompts", 0, 100_000))
         if self.eval_split is not None and (self.eval_n_prompts < 1 or not self.eval_seeds):
             raise ValueError("evaluation needs eval_n_prompts ≥ 1 and at least one eval seed (or eval_split=None)")
-        if not 0 <= self.n_fixed_samples <= 64:
-            raise ValueError(f"n_fixed_samples={self.n_fixed_samples}: use 0 to 64")
-        if not 1 <= self.images_per_prompt <= 1024:
-            raise ValueError(f"images_per_prompt={self.images_per_prompt}: generate 1 to 1024 images per prompt")
+        _set(self, "n_fixed_samples", check_int(self.n_fixed_samples, "n_fixed_samples", 0, 64))
+        _set(
+            self,
+            "images_per_prompt",
+            check_int(self.images_per_prompt, "images_per_prompt", 1, 1024, "images generated per drawn prompt"),
+        )
         if self.n_prompts * self.images_per_prompt > 100_000:
             raise ValueError(
                 f"{self.n_prompts} prompts × {self.images_per_prompt} images is more than 100000 images per round"
             )
         if self.gate is not None:
-            object.__setattr__(self, "gate", float(self.gate))
-            if not -1.0 <= self.gate < 1.0:
-                raise ValueError(f"gate={self.gate}: use a global-score threshold in [-1, 1) (0 = judged 'yes')")
+            _set(self, "gate", check_float(self.gate, "gate", -1.0, 1.0, "0 = judged 'yes'", hi_open=True))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,14 +19,22 @@ reads a folder back as a :class:`RunInfo`. A folder appears only when its round 
 hidden sibling folder and renamed at the end (:func:`staging_dir`, :func:`commit_run`), so a failed or cancelled
 round leaves nothing half-written and never touches the folder it resumed from. Round ``k + 1`` resumes from
 round ``k``'s adapter.
+A staging folder names the process that writes it (``.owner``); :func:`clean_stale_staging` removes those of
+processes that died (a killed round).
+
+A shared app reads run folders only inside its runs root: :func:`inside_root` and :func:`history_inside` refuse
+a folder, a file or a ``resumed_from`` link (symlinks included) that resolves outside it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +73,12 @@ RUN_CONTENTS = (
 def image_file(index: int) -> str:
     """Where image ``index`` of a round lives, relative to the run folder."""
     return f"{IMAGES_DIR}/{index:04d}.png"
+#: Inside a staging folder: which process writes it (host and pid), so a dead process's folder can be removed.
+OWNER_FILE = ".owner"
+#: A staging folder without an owner file is removed once it is this old (written before owners were recorded).
+STALE_UNOWNED_S = 24 * 3600
+
+logger = logging.getLogger(__name__)
 
 
 def staging_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -75,7 +89,10 @@ def staging_dir(out_dir: str | os.PathLike[str]) -> Path:
             f"run folder {out_dir} already exists; choose a new --out folder (runs are never overwritten)"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    (staging / OWNER_FILE).write_text(json.dumps(owner) + "\n", encoding="utf-8")
+    return staging
 
 
 def commit_run(staging: Path, out_dir: str | os.PathLike[str]) -> Path:
@@ -83,14 +100,107 @@ def commit_run(staging: Path, out_dir: str | os.PathLike[str]) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"run folder {out_dir} appeared while the round ran; the round stays in {staging}")
+    (staging / OWNER_FILE).unlink(missing_ok=True)
     os.replace(staging, out_dir)
     return out_dir
+
+
+def is_staging(path: Path) -> bool:
+    """Whether ``path`` is a round's staging folder (hidden, ``.NAME.partial-XXXX``)."""
+    return path.name.startswith(".") and ".partial-" in path.name
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def staging_is_stale(staging: Path, now: float | None = None) -> bool:
+    """Whether ``staging``'s round can no longer complete: its process (on this host) is gone.
+
+    A folder written by another host is never judged stale (its process cannot be seen from here); one without
+    an owner file is stale once it is :data:`STALE_UNOWNED_S` old.
+    """
+    now = time.time() if now is None else now
+    try:
+        owner = json.loads((staging / OWNER_FILE).read_text(encoding="utf-8"))
+        host, pid = str(owner["host"]), int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return now - staging.stat().st_mtime > STALE_UNOWNED_S
+        except OSError:
+            return False
+    return host == socket.gethostname() and not _process_alive(pid)
+
+
+def clean_stale_staging(root: str | os.PathLike[str], depth: int = 4) -> list[Path]:
+    """Remove the staging folders under ``root`` (up to ``depth`` levels) whose round can no longer complete.
+
+    Returns the folders removed. Symlinks are never followed or removed.
+    """
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    level = [root]
+    for _ in range(depth):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                path = Path(entry.path)
+                if is_staging(path):
+                    if staging_is_stale(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                        removed.append(path)
+                        logger.info("removed the staging folder of a round that did not complete: %s", path)
+                elif not entry.name.startswith("."):
+                    below.append(path)
+        level = below
+    return removed
 
 
 def discard_run(staging: Path | None) -> None:
     """Remove a staging folder of a round that did not complete."""
     if staging is not None:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def inside_root(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``path`` resolved (symlinks followed), refusing anything that does not resolve inside ``root``."""
+    resolved = Path(path).resolve()
+    try:
+        resolved.relative_to(Path(root).resolve())
+    except ValueError:
+        raise ValueError("that path is not under the runs root; pick a run from the list") from None
+    return resolved
+
+
+def history_inside(root: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> RunHistory:
+    """The history that leads to ``run_dir`` (:meth:`RunHistory.from_run`), refusing a chain that leaves ``root``.
+
+    Every run of the chain, its ``config.json`` and its adapter files must resolve inside ``root``: a
+    ``resumed_from`` or a symlink pointing elsewhere makes the run unusable here.
+    """
+    history = RunHistory.from_run(inside_root(root, run_dir), root=root)
+    for run in history.rounds:
+        for item in (run / CONFIG_FILE, *_files_below(run / ADAPTER_DIR)):
+            inside_root(root, item)
+    return history
+
+
+def _files_below(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*")) if folder.is_dir() else []
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -282,14 +392,24 @@ class RunHistory:
             raise ValueError(f"current={current}: choose 0 (base) to {len(self._rounds)}")
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str]) -> RunHistory:
-        """The history that leads to ``run_dir``, following each run's ``resumed_from`` back to the base."""
+    def from_run(cls, run_dir: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> RunHistory:
+        """The history that leads to ``run_dir``, following each run's ``resumed_from`` back to the base.
+
+        ``root``: refuse a ``resumed_from`` that resolves outside this folder (see :func:`history_inside`).
+        """
         chain = []
         seen = set()
         path: Path | None = Path(run_dir)
         while path is not None:
+            if root is not None:
+                try:
+                    path = inside_root(root, path)
+                except ValueError:
+                    raise ValueError(
+                        f"run {chain[-1].name if chain else path.name} resumes from a folder outside the runs root"
+                    ) from None
             if path.resolve() in seen:
-                raise ValueError(f"run folders resume from each other in a loop at {path}")
+                raise ValueError(f"run folders resume from each other in a loop at {path.name}")
             seen.add(path.resolve())
             chain.append(path)
             path = read_run(path).resumed_from

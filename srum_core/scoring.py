@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 NOTICE_NO_OBJECTS = "no recognisable objects: global-only reward"
 NOTICE_NO_GLOBAL = "the global judgement could not be read: this image would be left out of training"
+NOTICE_G_MINUS_ONE = (
+    "g = -1: the global factor (g+1)/2 is 0, so the released, signed, binary and global-only maps are 0 "
+    "everywhere; local-only ignores g and sft is uniform by design"
+)
 
 
 def resolve_box_source(backend: UnifiedModel, name: str | None) -> tuple[str, BoxSource]:
@@ -112,6 +116,8 @@ def judge_image(
         notices.append(NOTICE_NO_OBJECTS)
     if not global_judgement.usable:
         notices.append(NOTICE_NO_GLOBAL)
+    elif global_judgement.score is not None and global_judgement.score <= -1.0:
+        notices.append(NOTICE_G_MINUS_ONE)  # every map scaled by (g+1)/2 is flat: say why
     width, height = image.size
     return RewardReport(
         prompt=prompt,

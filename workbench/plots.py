@@ -11,11 +11,27 @@ from typing import Any
 
 import numpy as np
 
+from srum_core.limits import MAX_PLOT_SIDE
+
 
 def _go():
     import plotly.graph_objects as go
 
     return go
+
+
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """``(H, W)`` → ``(ceil(H/f), ceil(W/f))``: the mean over each ``f`` x ``f`` block (edges padded by repetition)."""
+    if factor <= 1:
+        return array
+    height, width = array.shape
+    padded = np.pad(array, ((0, -height % factor), (0, -width % factor)), mode="edge")
+    rows, cols = padded.shape[0] // factor, padded.shape[1] // factor
+    return padded.reshape(rows, factor, cols, factor).mean(axis=(1, 3))
+
+
+def _shrink_factor(height: int, width: int, max_side: int) -> int:
+    return max(1, -(-max(height, width) // max_side))
 
 
 def reward_heatmap(
@@ -27,28 +43,38 @@ def reward_heatmap(
     highlight: int | None = None,
     title: str = "",
     opacity: float = 0.55,
+    max_side: int = MAX_PLOT_SIDE,
 ) -> Any:
     """The image with the reward map laid over it.
 
     ``reward_pixel``: ``(H, W)``; ``reward_token``: ``(H/t, W/t)``, drawn as ``t``x``t`` cells when
-    ``view="token"``. ``boxes``: ``(box, label)`` pairs outlined on top; ``highlight`` indexes the one drawn bold.
-    Hovering shows the reward value under the cursor.
+    ``view="token"``. ``boxes``: ``(box, label)`` pairs outlined on top and numbered 1, 2, ... (the label shows on
+    hover; numbers that would sit on top of each other are moved aside); ``highlight`` indexes the one drawn bold.
+    Hovering shows the reward value under the cursor. A map or image larger than ``max_side`` is drawn averaged
+    over blocks, in the image's own coordinates, so the figure's size does not grow with the image. Boxes and
+    labels are built as whole lists (one layout update each): the cost is linear in the number of boxes.
     """
     go = _go()
     if view not in ("pixel", "token"):
         raise ValueError(f"view={view!r}: choose 'pixel' or 'token'")
     height, width = reward_pixel.shape
-    rgb = np.asarray(image.convert("RGB"))
+    factor = _shrink_factor(height, width, max_side)
+    picture = image.convert("RGB")
+    if factor > 1:
+        picture = picture.resize((-(-width // factor), -(-height // factor)), resample=2)  # 2 = bilinear
+    offset = (factor - 1) / 2
     fig = go.Figure()
-    fig.add_trace(go.Image(z=rgb, hoverinfo="skip", name="image"))
+    fig.add_trace(go.Image(z=np.asarray(picture), x0=offset, y0=offset, dx=factor, dy=factor, hoverinfo="skip", name="image"))
     if view == "token":
         if reward_token is None:
             raise ValueError("the token view needs the token map")
         rows, cols = reward_token.shape
-        cell_w, cell_h = width / cols, height / rows
+        cell_factor = _shrink_factor(rows, cols, max_side)
+        values = block_mean(reward_token, cell_factor)
+        cell_w, cell_h = width / cols * cell_factor, height / rows * cell_factor
         fig.add_trace(
             go.Heatmap(
-                z=reward_token,
+                z=values,
                 x0=cell_w / 2 - 0.5,
                 dx=cell_w,
                 y0=cell_h / 2 - 0.5,
@@ -63,9 +89,14 @@ def reward_heatmap(
             )
         )
     else:
+        values = block_mean(reward_pixel, factor)
         fig.add_trace(
             go.Heatmap(
-                z=reward_pixel,
+                z=values,
+                x0=offset,
+                dx=factor,
+                y0=offset,
+                dy=factor,
                 colorscale="RdYlGn",
                 zmin=min(0.0, float(reward_pixel.min())),
                 zmax=max(1.0, float(reward_pixel.max())),
@@ -75,26 +106,52 @@ def reward_heatmap(
                 name="pixel reward",
             )
         )
-    for index, (box, label) in enumerate(boxes):
-        x1, y1, x2, y2 = box
-        bold = index == highlight
-        fig.add_shape(
-            type="rect",
-            x0=x1 - 0.5,
-            y0=y1 - 0.5,
-            x1=x2 - 0.5,
-            y1=y2 - 0.5,
-            line={"color": "#1f1fff" if bold else "#222222", "width": 4 if bold else 1.5, "dash": "solid" if bold else "dot"},
-        )
-        fig.add_annotation(
-            x=x1 - 0.5, y=y1 - 0.5, text=label, showarrow=False, xanchor="left", yanchor="bottom",
-            font={"size": 12 if bold else 10, "color": "#1f1fff" if bold else "#222222"},
-            bgcolor="rgba(255,255,255,0.7)",
-        )
+    shapes, annotations = _box_layout(boxes, highlight, width)
+    fig.update_layout(shapes=shapes, annotations=annotations)
     fig.update_xaxes(range=[-0.5, width - 0.5], showgrid=False, constrain="domain")
     fig.update_yaxes(range=[height - 0.5, -0.5], showgrid=False, scaleanchor="x")
     fig.update_layout(title=title or None, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=420)
     return fig
+
+
+def _box_layout(
+    boxes: Sequence[tuple[tuple[int, int, int, int], str]], highlight: int | None, width: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rectangles and number labels for ``boxes``; a label whose spot is taken moves right by one label width."""
+    shapes, annotations = [], []
+    step = max(width / 24, 1.0)  # about one short label's width, in image pixels
+    taken: dict[tuple[int, int], int] = {}
+    for index, (box, label) in enumerate(boxes):
+        x1, y1, x2, y2 = box
+        bold = index == highlight
+        color = "#1f1fff" if bold else "#222222"
+        shapes.append(
+            {
+                "type": "rect",
+                "x0": x1 - 0.5,
+                "y0": y1 - 0.5,
+                "x1": x2 - 0.5,
+                "y1": y2 - 0.5,
+                "line": {"color": color, "width": 4 if bold else 1.5, "dash": "solid" if bold else "dot"},
+            }
+        )
+        spot = (round(x1 / step), round(y1 / step))
+        moved = taken.get(spot, 0)
+        taken[spot] = moved + 1
+        annotations.append(
+            {
+                "x": x1 - 0.5 + moved * step,
+                "y": y1 - 0.5,
+                "text": str(index + 1),
+                "hovertext": label,
+                "showarrow": False,
+                "xanchor": "left",
+                "yanchor": "top",
+                "font": {"size": 12 if bold else 10, "color": color},
+                "bgcolor": "rgba(255,255,255,0.75)",
+            }
+        )
+    return shapes, annotations
 
 
 def loss_curves(steps: Sequence[Mapping[str, Any]]) -> Any:

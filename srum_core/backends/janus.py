@@ -40,6 +40,7 @@ from ..config import GenerationConfig, JudgeConfig
 from ..device import default_dtype, resolve_device
 from ..prompt_sets import T2ICompBenchWorld
 from ..protocol import BoxSource, ProgressCallback, ProgressEvent
+from ..templates import fill_template
 from ..types import GlobalJudgement, Region, RegionJudgement, Sample
 
 logger = logging.getLogger(__name__)
@@ -518,12 +519,12 @@ class JanusBackend(T2ICompBenchWorld):
     def judge_global(self, image: Any, prompt: str, config: JudgeConfig) -> GlobalJudgement:
         image = _as_pil(image)
         if self.judge == "likelihood":
-            question = config.global_template.format(prompt=prompt)
+            question = fill_template(config.global_template, prompt=prompt)
             p = self.yes_probability([image], [question])[0]
             return _likelihood_global(p, question)
         from ..parsing import parse_global_response
 
-        question = GLOBAL_RUBRIC.format(prompt=prompt)
+        question = fill_template(GLOBAL_RUBRIC, prompt=prompt)
         return parse_global_response(self.answer([image], [question])[0], question=question)
 
     def judge_regions(
@@ -542,8 +543,8 @@ class JanusBackend(T2ICompBenchWorld):
             for k, region in enumerate(regions, start=1):
                 where = _region_words(region, k, view, width, height)
                 questions.append(
-                    config.region_template.format(
-                        prompt=prompt, region=where, object=region.label or "whatever it shows"
+                    fill_template(
+                        config.region_template, prompt=prompt, region=where, object=region.label or "whatever it shows"
                     )
                 )
                 shown.append(_crop(image, region) if view == "crop" else (boxed if view == "boxes" else image))
@@ -556,13 +557,15 @@ class JanusBackend(T2ICompBenchWorld):
         if view == "crop":
             # One request per crop, each listing its single region as Region ID 1.
             questions = [
-                REGION_RUBRIC.format(prompt=prompt, view_note=note, regions=_region_listing([r], view, width, height))
+                fill_template(
+                    REGION_RUBRIC, prompt=prompt, view_note=note, regions=_region_listing([r], view, width, height)
+                )
                 for r in regions
             ]
             texts = self.answer([_crop(image, r) for r in regions], questions)
             return [parse_region_response(t, [r], question=q)[0] for t, r, q in zip(texts, regions, questions)]
-        question = REGION_RUBRIC.format(
-            prompt=prompt, view_note=note, regions=_region_listing(regions, view, width, height)
+        question = fill_template(
+            REGION_RUBRIC, prompt=prompt, view_note=note, regions=_region_listing(regions, view, width, height)
         )
         shown = draw_numbered_boxes(image, regions) if view == "boxes" else image
         return parse_region_response(self.answer([shown], [question])[0], regions, question=question)

@@ -41,6 +41,7 @@ import torch
 
 from ..config import GenerationConfig, JudgeConfig
 from ..protocol import ProgressCallback, ProgressEvent
+from ..templates import fill_template
 from ..types import GlobalJudgement, PromptItem, RefereeVerdict, Region, RegionJudgement, Sample
 
 logger = logging.getLogger(__name__)
@@ -499,7 +500,7 @@ class SandboxBackend:
         verdict = "matches" if p >= 0.5 else "does not match"
         why = (f" Failed checks: {'; '.join(failed)}." if failed else " All my checks pass.") if checks else ""
         reason = f"I see {seen}.{why} The image {verdict} the prompt (P(yes)={reading.p_yes:.2f}, p={p:.2f})."
-        question = config.global_template.format(prompt=prompt)
+        question = fill_template(config.global_template, prompt=prompt)
         answer = "Yes" if p >= 0.5 else "No"
         raw = f"Q: {question}\nA: {answer} (p={p:.2f}, P(yes)={reading.p_yes:.2f})\nSeen: {seen}"
         if checks:
@@ -542,7 +543,7 @@ class SandboxBackend:
         for i, (region, cl) in enumerate(zip(regions, clamped)):
             region_text = f"region [{cl.box[0]}, {cl.box[1]}, {cl.box[2]}, {cl.box[3]}]"
             if i not in readings:
-                question = config.region_template.format(prompt=prompt, region=region_text, object="nothing")
+                question = fill_template(config.region_template, prompt=prompt, region=region_text, object="nothing")
                 out.append(RegionJudgement(region=region, object_name="", score=None, parse_status="failed",
                                            reason="the region is empty after clamping to the image",
                                            question=question, raw_text=f"Q: {question}\nA: (region not visible)"))
@@ -599,7 +600,7 @@ class SandboxBackend:
                 best, best_phrase = p, obj.phrase
         p_yes = p_object * best
         score = 2.0 * p_yes - 1.0
-        question = config.region_template.format(prompt=prompt, region=region_text, object=named.name)
+        question = fill_template(config.region_template, prompt=prompt, region=region_text, object=named.name)
         answer = "Yes" if p_yes >= 0.5 else "No"
         reason = (f"I see a {named.name} (P(object)={p_object:.2f}); best match to the prompt: "
                   f"{best_phrase} (p={best:.2f}).")

@@ -10,10 +10,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..limits import MAX_RECORD_REGIONS
 from ..types import Region
 
 #: The box source name that means "the boxes the user typed".
 USER_BOX_SOURCE = "user"
+#: Longest box text a user may type (64 boxes with labels fit easily).
+MAX_BOXES_CHARS = 20_000
 
 
 class UserBoxes:
@@ -45,6 +48,8 @@ def parse_user_boxes(text: str | None, width: int, height: int) -> list[Region]:
     """
     if text is None or not text.strip():
         return []
+    if len(text) > MAX_BOXES_CHARS:
+        raise ValueError(f"the boxes text is {len(text)} characters long; give at most {MAX_RECORD_REGIONS} boxes")
     stripped = text.strip()
     entries: list[Any]
     if stripped.startswith(("[", "{")):
@@ -68,6 +73,8 @@ def parse_user_boxes(text: str | None, width: int, height: int) -> list[Region]:
             if chunk.strip():
                 entries.append([part for part in re.split(r"[,\s]+", chunk.strip()) if part])
 
+    if len(entries) > MAX_RECORD_REGIONS:
+        raise ValueError(f"{len(entries)} boxes: give at most {MAX_RECORD_REGIONS}")
     boxes: list[list[float]] = []
     labels: list[str | None] = []
     for index, entry in enumerate(entries, start=1):

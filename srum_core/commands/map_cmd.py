@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import GRID_MODES, MAP_MODES, RewardConfig
+from ..limits import MAX_IMAGE_SIDE
 from ..records import load_records, records_to_reports
 from ..rewards import MissingGlobalScore, build_reward_map
 from . import CliError
@@ -18,10 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    match = re.fullmatch(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*", text)
     if match is None or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
-        raise argparse.ArgumentTypeError(f"--size {text!r}: write it as WIDTHxHEIGHT, e.g. 1024x1024")
-    return int(match.group(1)), int(match.group(2))
+        raise argparse.ArgumentTypeError(f"--size {text[:40]!r}: write it as WIDTHxHEIGHT, e.g. 1024x1024")
+    width, height = int(match.group(1)), int(match.group(2))
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: each side must be at most {MAX_IMAGE_SIDE} pixels")
+    return width, height
 
 
 def _positive(text: str) -> int:

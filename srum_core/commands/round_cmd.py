@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import BACKENDS, PAIR_OPTIONS
-from ..config import MAP_MODES
+from ..config import DEVICES, GRID_MODES, MAP_MODES, REGION_VIEWS
 from ..device import DTYPES
+from ..params import ROUND_HELP
 from . import CliError
 
 
@@ -55,12 +56,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     pair.add_argument("--image-size", type=int, default=None, help="image side (default: the generator's own)")
 
 
-def backend_from_args(args: argparse.Namespace) -> Any:
-    """The backend the parsed flags ask for (``--backend``, ``--model``, ``--device``, ``--dtype``, pair flags)."""
+def backend_from_args(args: argparse.Namespace, device: str | None = None) -> Any:
+    """The backend the parsed flags ask for (``--backend``, ``--model``, ``--device``, ``--dtype``, pair flags);
+    ``device`` overrides ``--device`` (a round's device may come from its ``--preset``)."""
     options = {k: getattr(args, k) for k in PAIR_OPTIONS if getattr(args, k, None) is not None}
     if getattr(args, "dtype", "auto") != "auto":
         options["dtype"] = args.dtype
-    return load_backend(args.backend, args.device, args.model, **options)  # only what was asked for
+    device = device or getattr(args, "device", None) or "auto"
+    return load_backend(args.backend, device, args.model, **options)  # only what was asked for
 
 
 class TqdmProgress:
@@ -88,94 +91,132 @@ class TqdmProgress:
             self.bar = None
 
 
+def number(text: str) -> int | float:
+    """A flag's number as typed: ``3`` → 3, ``2.5`` → 2.5 (the config then says whether it fits; never rounded)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+
+
+def _flag_help(param: Any) -> str:
+    default = param.default
+    return param.help if default is None else f"{param.help} (default {default})"
+
+
+def add_param_flags(parser: argparse.ArgumentParser, keys: Any) -> None:
+    """Add the flags of :data:`srum_core.params.ROUND_PARAMS` ``keys``: name, default and help from the configs.
+
+    Every flag defaults to None ("not given"), so a ``--preset`` or the config's own default applies.
+    """
+    from ..params import ROUND_PARAMS
+
+    metavars = {"images_per_prompt": "K", "gate": "G"}
+    for key in keys:
+        param = ROUND_PARAMS[key]
+        options: dict[str, Any] = {"default": None, "help": _flag_help(param), "dest": key.replace(".", "__")}
+        if key == "reward.mode":
+            options["choices"] = MAP_MODES
+        elif key == "reward.grid":
+            options["choices"] = GRID_MODES
+        elif key == "judge.region_view":
+            options["choices"] = REGION_VIEWS
+        elif key != "judge.box_source":
+            options["type"] = number
+        if "choices" not in options:
+            options["metavar"] = metavars.get(param.name, param.name.upper())
+        parser.add_argument(param.flag, **options)
+
+
+def param_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The values of the ROUND_PARAMS flags present in ``args``, keyed like ROUND_PARAMS (None = not given)."""
+    from ..params import ROUND_PARAMS
+
+    return {key: getattr(args, key.replace(".", "__")) for key in ROUND_PARAMS if hasattr(args, key.replace(".", "__"))}
+
+
+GENERATION_KEYS = ("generation.steps", "generation.guidance", "generation.batch_size")
+
+
 def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", required=True, help=f"unified model to use: {', '.join(BACKENDS)}")
     parser.add_argument("--model", default=None, help="weights folder or hub id for the backend (default: its own)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
-    parser.add_argument("--gen-steps", type=int, default=None, help="sampling steps per image (default: backend's)")
-    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    parser.add_argument("--batch-size", type=int, default=16, help="images generated per batch (default 16)")
+    parser.add_argument("--device", default=None, choices=DEVICES, help="auto, cpu, cuda or mps (default auto)")
+    add_param_flags(parser, GENERATION_KEYS)
     add_model_flags(parser)
 
 
 def _generation(args: argparse.Namespace, backend: Any = None) -> Any:
-    """The generation settings the flags ask for; flags left unset take the backend's own defaults where it has
-    them (``generation_defaults``, e.g. BAGEL's 50 steps and CFG 4 as SRUM), else GenerationConfig's."""
+    """The generation settings: flags given > the ``--preset`` > the backend's own defaults where it has them
+    (``generation_defaults``, e.g. BAGEL's 50 steps and CFG 4 as SRUM) > GenerationConfig's."""
     from ..config import GenerationConfig
+    from ..params import preset_values
 
-    base = GenerationConfig(device=args.device, batch_size=args.batch_size)
     own = getattr(backend, "generation_defaults", None) or {}
-    changes = {k: own[k] for k in ("steps", "guidance") if k in own}
-    if args.gen_steps is not None:
-        changes["steps"] = args.gen_steps
-    if args.guidance is not None:
-        changes["guidance"] = args.guidance
-    return GenerationConfig(**{**base.to_dict(), **changes})
+    merged = {k: own[k] for k in ("steps", "guidance") if k in own}
+    preset = preset_values(getattr(args, "preset", None))
+    merged.update({k.split(".", 1)[1]: v for k, v in preset.items() if k.startswith("generation.")})
+    values = param_values(args)
+    merged.update({key.split(".", 1)[1]: values[key] for key in GENERATION_KEYS if values.get(key) is not None})
+    if args.device is not None:
+        merged["device"] = args.device
+    return GenerationConfig(**merged)
 
 
 def register(subparsers: Any) -> None:
+    from ..config import PRESETS
+
     p = subparsers.add_parser(
         "round",
         help="run one SRUM round: generate, self-judge, build reward maps, train, evaluate; write a run folder",
-        description="Run one SRUM round and write its run folder (config, log, metrics, records, images, adapter).",
+        description="Run one SRUM round and write its run folder (config, log, metrics, records, images, adapter). "
+        "Defaults come from the config dataclasses; --preset replaces them, and flags you give win over both.",
     )
     _add_backend_flags(p)
     p.add_argument(
-        "--prompts",
-        default="train",
-        help="prompt source: a prompt set of the backend (sandbox: train, val), t2i-compbench, or a JSON/JSONL FILE",
+        "--preset",
+        default=None,
+        choices=tuple(PRESETS),
+        help="named generation + training settings (srum_core.config.PRESETS, also in the Train tab)",
     )
+    p.add_argument("--prompts", default="train", help=ROUND_HELP["prompts"])
     p.add_argument(
         "--category",
         action="append",
         default=None,
         help="keep only this prompt category (repeat for several; default: all)",
     )
-    p.add_argument("--n-prompts", type=int, default=16, help="images generated and judged this round (default 16)")
-    p.add_argument("--steps", type=int, default=20, help="optimiser steps (default 20)")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
-    p.add_argument("--lam", type=float, default=0.5, help="λ, the weight of the constraint term (0 = ablation)")
-    p.add_argument(
-        "--map",
-        default="released",
-        choices=MAP_MODES,
-        help="reward map mode: released, signed, binary, global-only, local-only, or sft (the SFT baseline)",
+    add_param_flags(
+        p,
+        [
+            "n_prompts",
+            "images_per_prompt",
+            "training.steps",
+            "training.lr",
+            "training.lam",
+            "reward.mode",
+            "reward.grid",
+            "training.lora_rank",
+            "training.batch_size",
+            "training.warmup_steps",
+            "training.timestep_shift",
+            "judge.box_source",
+            "judge.region_view",
+            "judge.max_regions",
+            "eval_n_prompts",
+            "gate",
+            "seed",
+        ],
     )
-    p.add_argument("--grid", default="bilinear", choices=("bilinear", "area"), help="map → token grid projection")
-    p.add_argument("--lora-rank", type=int, default=8, help="LoRA rank (default 8)")
     p.add_argument("--full-finetune", action="store_true", help="train every parameter instead of LoRA")
-    p.add_argument("--train-batch-size", type=int, default=8, help="images per optimiser step (default 8)")
-    p.add_argument("--warmup-steps", type=int, default=2, help="linear warm-up steps (default 2)")
-    p.add_argument(
-        "--timestep-shift",
-        type=float,
-        default=None,
-        help="logit-normal timestep shift (default: the backend's own pre-training shift; SRUM's scripts use 1.0)",
-    )
-    p.add_argument("--box-source", default=None, help="region proposer by name (default: the backend's first)")
-    p.add_argument("--region-view", default="crop", help="how the judge sees a region: crop, coords or boxes")
-    p.add_argument("--max-regions", type=int, default=10, help="regions judged per image (default 10)")
     p.add_argument(
         "--eval-split", default="val", help="the backend's prompt set to evaluate before/after (sandbox: val), or 'none'"
     )
-    p.add_argument("--eval-n-prompts", type=int, default=4, help="evaluation prompts per category (default 4)")
-    p.add_argument("--eval-seeds", type=int, default=1, help="evaluation seeds 0..K-1 (default 1)")
-    p.add_argument(
-        "--images-per-prompt",
-        type=int,
-        default=1,
-        metavar="K",
-        help="images generated (at different seeds) and judged per drawn prompt (default 1)",
-    )
-    p.add_argument(
-        "--gate",
-        type=float,
-        default=None,
-        metavar="G",
-        help="train only on images whose global self-score exceeds G (0 = judged 'yes'); reward-gated rounds, "
-        "an option outside SRUM (default: every image with a readable global score trains)",
-    )
-    p.add_argument("--seed", type=int, default=None, help="seed of the round (default: drawn and printed)")
+    p.add_argument("--eval-seeds", type=number, default=1, help="evaluation seeds 0..K-1 (default 1)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue from this round's adapter")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="new run folder to write (must not exist)")
     p.set_defaults(handler=run_round_command)
@@ -190,9 +231,9 @@ def register(subparsers: Any) -> None:
     e.add_argument("--run", default=None, metavar="RUN_DIR", help="load this run's adapter (default: base model)")
     e.add_argument("--split", default="val", help="the backend's prompt set to evaluate on (default val)")
     e.add_argument("--category", action="append", default=None, help="evaluate only this category (repeatable)")
-    e.add_argument("--n-prompts", type=int, default=8, help="prompts per category (default 8)")
-    e.add_argument("--seed", type=int, default=0, help="first generation seed (default 0)")
-    e.add_argument("--n-seeds", type=int, default=1, help="seeds S..S+K-1 per prompt (default 1)")
+    e.add_argument("--n-prompts", type=number, default=8, help="prompts per category (default 8)")
+    e.add_argument("--seed", type=number, default=0, help="first generation seed (default 0)")
+    e.add_argument("--n-seeds", type=number, default=1, help="seeds S..S+K-1 per prompt (default 1)")
     e.add_argument("--out", required=True, metavar="RESULTS.json", help="where to write the results (JSON)")
     e.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     e.set_defaults(handler=run_eval_command)
@@ -216,33 +257,23 @@ def register(subparsers: Any) -> None:
 
 
 def _round_config(args: argparse.Namespace) -> Any:
-    from ..config import JudgeConfig, RewardConfig, TrainingConfig
-    from ..rounds import RoundConfig
+    from ..config import check_int
+    from ..params import round_config
 
     eval_split = None if str(args.eval_split).lower() == "none" else args.eval_split
-    return RoundConfig(
+    values = param_values(args)
+    if args.device is not None:
+        values["generation.device"] = args.device
+    if args.full_finetune:
+        values["training.full_finetune"] = True
+    eval_seeds = check_int(args.eval_seeds, "eval_seeds", 1, 1000, "the number of evaluation seeds")
+    return round_config(
+        values,
+        preset=args.preset,
         prompts=args.prompts,
         categories=tuple(args.category) if args.category else None,
-        n_prompts=args.n_prompts,
-        seed=args.seed,
-        generation=_generation(args),
-        judge=JudgeConfig(region_view=args.region_view, max_regions=args.max_regions, box_source=args.box_source),
-        reward=RewardConfig(mode=args.map, grid=args.grid),
-        training=TrainingConfig(
-            steps=args.steps,
-            lr=args.lr,
-            lam=args.lam,
-            batch_size=args.train_batch_size,
-            lora_rank=args.lora_rank,
-            full_finetune=args.full_finetune,
-            warmup_steps=args.warmup_steps,
-            timestep_shift=args.timestep_shift,
-        ),
         eval_split=eval_split,
-        eval_n_prompts=args.eval_n_prompts,
-        eval_seeds=tuple(range(args.eval_seeds)),
-        gate=args.gate,
-        images_per_prompt=args.images_per_prompt,
+        eval_seeds=tuple(range(eval_seeds)),
     )
 
 
@@ -257,6 +288,7 @@ def _pct(value: float | None) -> str:
 def run_round_command(args: argparse.Namespace) -> int:
     from ..distributed import process_info
     from ..rounds import run_round
+    from ..runs import clean_stale_staging
 
     if Path(args.out).exists():
         raise CliError(f"--out {args.out} already exists; choose a new run folder")
@@ -264,7 +296,10 @@ def run_round_command(args: argparse.Namespace) -> int:
         raise CliError(f"--resume {args.resume} is not a run folder")
     config = _round_config(args)
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
-    backend = backend_from_args(args)
+    if info.is_main:
+        # Half-written folders of killed rounds beside --out (their process is gone) are removed.
+        clean_stale_staging(Path(args.out).parent, depth=1)
+    backend = backend_from_args(args, config.generation.device)
     config = replace(config, generation=_generation(args, backend))
     progress = TqdmProgress() if info.is_main else None
     try:
@@ -301,17 +336,22 @@ def run_round_command(args: argparse.Namespace) -> int:
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
+    from ..config import check_int
     from ..distributed import barrier, process_info
     from ..evaluation import evaluate
+    from ..facade import check_seed
     from ..runs import load_run
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise CliError(f"--out {out} exists; pass --force to overwrite it")
-    if args.n_seeds < 1:
-        raise CliError("--n-seeds must be at least 1")
+    n_seeds = check_int(args.n_seeds, "n_seeds", 1, 1000, "--n-seeds: seeds per prompt")
+    n_prompts = check_int(args.n_prompts, "n_prompts", 1, 10_000, "--n-prompts: prompts per category")
+    first_seed = check_seed(args.seed)
+    check_seed(first_seed + n_seeds - 1)
+    generation = _generation(args)  # checks the flags before the backend loads
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
-    backend = backend_from_args(args)
+    backend = backend_from_args(args, generation.device)
     state = "base"
     if args.run is not None:
         load_run(args.run, backend)
@@ -322,8 +362,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             backend,
             args.split,
             args.category,
-            seeds=list(range(args.seed, args.seed + args.n_seeds)),
-            n_prompts=args.n_prompts,
+            seeds=list(range(first_seed, first_seed + n_seeds)),
+            n_prompts=n_prompts,
             generation=_generation(args, backend),
             callback=progress,
             info=info,

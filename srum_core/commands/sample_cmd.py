@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
-from ..config import REGION_VIEWS
+from ..config import REGION_VIEWS, GenerationConfig, JudgeConfig, default_of, help_of
 from . import CliError
 from .round_cmd import add_model_flags, backend_from_args
+from .round_cmd import number as number_arg
 
 LISTING = "generation.jsonl"
 
@@ -38,11 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_model_flags(g)
     g.add_argument("--prompt", required=True, help="the text prompt")
-    g.add_argument("--n", type=int, default=1, help="number of images (default 1); image i uses seed S + i")
-    g.add_argument("--seed", type=int, default=None, help="first seed S (default: drawn at random and printed)")
+    g.add_argument("--n", type=number_arg, default=1, help="number of images (default 1); image i uses seed S + i")
+    g.add_argument("--seed", type=number_arg, default=None, help="first seed S (default: drawn at random and printed)")
     g.add_argument("--out", type=Path, required=True, help="output folder for PNGs and generation.jsonl")
-    g.add_argument("--steps", type=int, default=None, help="sampling steps (default: GenerationConfig's 20)")
-    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 3.0)")
+    g.add_argument(
+        "--steps",
+        type=number_arg,
+        default=None,
+        help=f"{help_of(GenerationConfig, 'steps')} (default {default_of(GenerationConfig, 'steps')})",
+    )
+    g.add_argument(
+        "--guidance",
+        type=number_arg,
+        default=None,
+        help=f"{help_of(GenerationConfig, 'guidance')} (default {default_of(GenerationConfig, 'guidance')})",
+    )
     g.add_argument("--force", action="store_true", help="overwrite existing images / listing in --out")
     g.set_defaults(handler=run_generate)
 
@@ -55,8 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--images", type=Path, required=True, help="folder holding generation.jsonl and its images")
     s.add_argument("--out", type=Path, required=True, help="output JSONL of scoring records")
     s.add_argument("--box-source", default=None, help="region proposer (default: the backend's first)")
-    s.add_argument("--region-view", default="crop", choices=REGION_VIEWS, help="how the judge sees a region (default crop)")
-    s.add_argument("--max-regions", type=int, default=10, help="regions judged per image (default 10, as SRUM)")
+    s.add_argument(
+        "--region-view", default="crop", choices=REGION_VIEWS, help="how the judge sees a region (default crop)"
+    )
+    s.add_argument(
+        "--max-regions",
+        type=number_arg,
+        default=default_of(JudgeConfig, "max_regions"),
+        help=f"{help_of(JudgeConfig, 'max_regions')} (default {default_of(JudgeConfig, 'max_regions')})",
+    )
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     s.set_defaults(handler=run_score)
 
@@ -68,31 +85,42 @@ def _load(args: argparse.Namespace):
 def run_generate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..config import GenerationConfig
+    from ..config import check_int
+    from ..facade import check_prompt, check_seed, draw_seed
 
-    if args.n < 1:
-        raise CliError(f"--n {args.n}: generate at least one image")
+    prompt = check_prompt(args.prompt)
+    n = check_int(args.n, "n", 1, 10_000, "--n: images to generate")
     config = GenerationConfig(device=args.device)
     if args.steps is not None:
         config = replace(config, steps=args.steps)
     if args.guidance is not None:
         config = replace(config, guidance=args.guidance)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    seed = draw_seed(args.seed)
+    check_seed(seed + n - 1)  # every image's seed S + i must be a valid seed
     out: Path = args.out
-    files = [f"{i:03d}.png" for i in range(args.n)]
+    files = [f"{i:03d}.png" for i in range(n)]
     clashes = [f for f in [*files, LISTING] if (out / f).exists()]
     if clashes and not args.force:
-        raise CliError(f"{out} already holds {', '.join(clashes[:3])}{'...' if len(clashes) > 3 else ''}; "
-                       "pass --force to overwrite or choose another --out")
+        raise CliError(
+            f"{out} already holds {', '.join(clashes[:3])}{'...' if len(clashes) > 3 else ''}; "
+            "pass --force to overwrite or choose another --out"
+        )
     backend = _load(args)
-    seeds = [seed + i for i in range(args.n)]
-    samples = backend.generate([args.prompt] * args.n, seeds, config)
+    seeds = [seed + i for i in range(n)]
+    samples = backend.generate([prompt] * n, seeds, config)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for name, sample in zip(files, samples):
         sample.image.save(out / name)
-        lines.append({"prompt": sample.prompt, "seed": sample.seed, "file": name, "settings": sample.settings,
-                      "backend": backend.name})
+        lines.append(
+            {
+                "prompt": sample.prompt,
+                "seed": sample.seed,
+                "file": name,
+                "settings": sample.settings,
+                "backend": backend.name,
+            }
+        )
     (out / LISTING).write_text("".join(json.dumps(line) + "\n" for line in lines))
     print(f"wrote {len(samples)} images to {out} (seeds {seeds[0]}..{seeds[-1]})")
     return 0
@@ -111,7 +139,7 @@ def _read_listing(folder: Path) -> list[dict]:
         except json.JSONDecodeError as err:
             raise CliError(f"{path}:{number}: not JSON ({err})") from err
         if not isinstance(entry, dict) or not {"prompt", "file"} <= set(entry):
-            raise CliError(f"{path}:{number}: each line needs at least \"prompt\" and \"file\"")
+            raise CliError(f'{path}:{number}: each line needs at least "prompt" and "file"')
         if not (folder / entry["file"]).is_file():
             raise FileNotFoundError(f"{path}:{number}: image {folder / entry['file']} is missing")
         entries.append(entry)
