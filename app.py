@@ -112,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    from workbench.app import LAUNCH_OPTIONS
+
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ def test_generate_score_train_compare_undo(served, client):
 
     status, *_plots, history, _undo = train(client)
     assert "Round 1 done" in status
-    assert [row[0] for row in history["data"]] == [0, 1] and history["data"][1][2] is True
+    assert [row[0] for row in history["data"]] == [0, 1] and history["data"][1][2] == "✓"
     run_dir = engine.runs_root / history["data"][1][1]
     assert run_dir.is_dir()
     assert (run_dir / "adapter").is_dir() and (run_dir / "records.jsonl").is_file()
@@ -231,7 +231,7 @@ def test_prompt_without_objects_gets_a_global_only_reward_and_a_notice(client):
 
 
 def test_round_with_zero_prompts_is_refused_and_nothing_changes(client):
-    with pytest.raises(AppError, match="at least one prompt"):
+    with pytest.raises(AppError, match="n_prompts=0: give a whole number from 1"):
         train(client, n_prompts=0)
     assert len(history_rows(client)) == 1
 

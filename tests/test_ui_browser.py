@@ -1,7 +1,9 @@
 """A real-browser journey through the Workbench: Debian's Chromium driven by Playwright.
 
-Click a prompt's reward breakdown (timing click → breakdown), pick an object, switch the heatmap to the token
-view, then run a short training round. Screenshots land in tests/_artifacts/. Set ``SRUM_DOCS_SCREENSHOT=1`` to
+The page opens on a scored example; click a prompt's reward breakdown (timing click → breakdown), pick an object,
+switch the heatmap to the token view, then run a short training round. Then a bad Train input: its message shows
+and no other output turns into an error; and the Runs tab lists the round, picks it and shows it (downloads).
+Screenshots land in tests/_artifacts/. Set ``SRUM_DOCS_SCREENSHOT=1`` to
 also write docs/inspect.png (the README screenshot), and ``SRUM_BROWSER_BACKEND=shipped`` to use the shipped
 weights instead of the tiny random model. Skipped, saying why, where /usr/bin/chromium is absent.
 """
@@ -69,8 +71,15 @@ def page(app_url):
             browser.close()
 
 
+ERROR_BADGE = '[data-testid="status-tracker"] span.error'
+
+
 def test_reward_breakdown_then_a_training_round(page):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # The page opens on a generated, scored example: nothing to click first.
+    page.wait_for_function("() => document.querySelector('#inspect-global')?.innerText.includes('Global score')")
+    page.wait_for_selector("#inspect-heatmap .js-plotly-plot")
+    page.screenshot(path=str(ARTIFACTS / "opening.png"), full_page=True)
     page.fill("#inspect-prompt textarea", "a red circle to the left of a blue square")
 
     start = time.perf_counter()
@@ -145,3 +154,29 @@ def test_reward_breakdown_then_a_training_round(page):
     (ARTIFACTS / "browser_timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
     print(f"browser journey: {timings}")
     assert breakdown_s < 30, f"click → breakdown took {breakdown_s:.1f} s"
+
+
+def test_a_train_input_error_then_runs_show(page):
+    """After the round above: a bad value shows its message and leaves every output as it was; then the Runs tab
+    lists the round, a click picks it, and Show gives its config and downloads."""
+    page.get_by_role("tab", name="Train").click()
+    before = page.locator("#train-history").inner_text()
+    page.fill("#train-n-prompts input", "0")
+    page.click("#train-run")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes('n_prompts=0'))"
+    )
+    page.screenshot(path=str(ARTIFACTS / "train_error.png"), full_page=True)
+    assert page.locator(ERROR_BADGE).count() == 0  # no output turned into an "Error" badge
+    assert page.locator("#train-history").inner_text() == before
+    assert "Round 1 done" in page.locator("#train-status").inner_text()
+
+    page.get_by_role("tab", name="Runs").click()
+    page.wait_for_function("() => document.querySelector('#runs-table')?.innerText.includes('round-01')")
+    page.locator("#runs-table [role=gridcell]", has_text="round-01").first.click()
+    page.wait_for_function("() => document.querySelector('#runs-path textarea')?.value.includes('round-01')")
+    page.click("#runs-show")
+    page.wait_for_function("() => document.querySelector('#runs-files')?.innerText.includes('-card')")
+    assert "n_prompts" in page.locator("#runs-config").inner_text()
+    assert page.locator(ERROR_BADGE).count() == 0
+    page.screenshot(path=str(ARTIFACTS / "runs_show.png"), full_page=True)

@@ -47,7 +47,7 @@ def reward_heatmap(
 ) -> Any:
     """The image with the reward map laid over it.
 
-    ``reward_pixel``: ``(H, W)``; ``reward_token``: ``(H/t, W/t)``, drawn as ``t``x``t`` cells when
+    ``image``: a PIL image of the map's size, or None for a white canvas. ``reward_pixel``: ``(H, W)``; ``reward_token``: ``(H/t, W/t)``, drawn as ``t``x``t`` cells when
     ``view="token"``. ``boxes``: ``(box, label)`` pairs outlined on top and numbered 1, 2, ... (the label shows on
     hover; numbers that would sit on top of each other are moved aside); ``highlight`` indexes the one drawn bold.
     Hovering shows the reward value under the cursor. A map or image larger than ``max_side`` is drawn averaged
@@ -59,9 +59,13 @@ def reward_heatmap(
         raise ValueError(f"view={view!r}: choose 'pixel' or 'token'")
     height, width = reward_pixel.shape
     factor = _shrink_factor(height, width, max_side)
-    picture = image.convert("RGB")
-    if factor > 1:
-        picture = picture.resize((-(-width // factor), -(-height // factor)), resample=2)  # 2 = bilinear
+    shown = (-(-width // factor), -(-height // factor))
+    if image is None:  # no image: a white canvas
+        picture = np.full((shown[1], shown[0], 3), 255, dtype=np.uint8)
+    else:
+        picture = image.convert("RGB")
+        if factor > 1:
+            picture = picture.resize(shown, resample=2)  # 2 = bilinear
     offset = (factor - 1) / 2
     fig = go.Figure()
     fig.add_trace(go.Image(z=np.asarray(picture), x0=offset, y0=offset, dx=factor, dy=factor, hoverinfo="skip", name="image"))
@@ -154,10 +158,19 @@ def _box_layout(
     return shapes, annotations
 
 
-def loss_curves(steps: Sequence[Mapping[str, Any]]) -> Any:
+def _note(fig: Any, text: str) -> None:
+    """Say in the middle of an empty figure why it is empty."""
+    fig.add_annotation(
+        text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 13, "color": "#555555"}
+    )
+
+
+def loss_curves(steps: Sequence[Mapping[str, Any]], empty_note: str = "No training step yet: run a round") -> Any:
     """Total loss, reward term and constraint term against the global training step."""
     go = _go()
     fig = go.Figure()
+    if not steps:
+        _note(fig, empty_note)
     x = [row.get("global_step", i) for i, row in enumerate(steps)]
     for key, name in (("total", "total loss"), ("reward_term", "reward term"), ("constraint_term", "constraint term")):
         y = [row.get(key) for row in steps]
@@ -170,10 +183,14 @@ def loss_curves(steps: Sequence[Mapping[str, Any]]) -> Any:
     return fig
 
 
-def reward_distribution(values: Mapping[str, Sequence[float]]) -> Any:
+def reward_distribution(
+    values: Mapping[str, Sequence[float]], empty_note: str = "No rewards yet: run a round"
+) -> Any:
     """Overlaid histograms of reward components (e.g. ``global``, ``region``, ``token weight``)."""
     go = _go()
     fig = go.Figure()
+    if not any(len(data) for data in values.values()):
+        _note(fig, empty_note)
     for name, data in values.items():
         if len(data):
             fig.add_trace(go.Histogram(x=list(data), name=name, opacity=0.6, nbinsx=20))
@@ -184,13 +201,17 @@ def reward_distribution(values: Mapping[str, Sequence[float]]) -> Any:
     return fig
 
 
-def accuracy_by_category(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """Grouped bars: accuracy per category, one bar per (round, measure).
+def accuracy_by_category(
+    rows: Sequence[Mapping[str, Any]], empty_note: str = "No evaluation yet: run a round with evaluation prompts > 0"
+) -> Any:
+    """Grouped bars: accuracy per category, one bar per (round, measure); ``empty_note`` says why there are none.
 
     ``rows``: ``{"round": str, "measure": "referee" | "judge", "category": str, "accuracy": float}``.
     """
     go = _go()
     fig = go.Figure()
+    if not rows:
+        _note(fig, empty_note)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((str(row["round"]), str(row["measure"])), []).append(row)

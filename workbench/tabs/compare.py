@@ -2,21 +2,22 @@
 
 A before/after slider, both reward breakdowns side by side, per-object and global score deltas, the referee's
 verdicts (sandbox only; the referee never feeds a reward), and a small grid over consecutive seeds.
-Event: ``compare``.
+Event: ``compare``. Opening the tab carries over the Inspect tab's prompt and seed (unless you changed them here).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from srum_core import facade
-from srum_core.config import GenerationConfig, JudgeConfig
+from srum_core.config import GenerationConfig, JudgeConfig, check_int
 
 from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, ensure_session, round_choices
-from . import ENGINE_QUEUE, friendly
+from . import ENGINE_QUEUE, checked, friendly
 from .inspect import TABLE_HEADERS, result_table
 
 DELTA_HEADERS = ["what", "base", "after", "delta"]
@@ -36,12 +37,32 @@ def _score(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-def build(engine: Engine, state: Any) -> None:
-    gen_default = GenerationConfig()
+@dataclass
+class CompareTab:
+    prompt: Any
+    seed: Any
+    #: (prompt, seed) last carried over from the Inspect tab.
+    carried: Any
+
+
+def carry_over(inspect_prompt: str, inspect_seed: Any, prompt: str, seed: Any, carried: Any):
+    """Compare's prompt and seed on opening the tab: Inspect's, unless the visitor changed Compare's own since
+    they were last carried over."""
+    untouched = not (prompt or "").strip() or carried is None or (prompt, seed) == tuple(carried)
+    if not untouched:
+        return gr.skip(), gr.skip(), carried
+    new_seed = seed if inspect_seed is None else inspect_seed
+    return inspect_prompt, new_seed, (inspect_prompt, new_seed)
+
+
+def build(engine: Engine, state: Any, initial_prompt: str = "") -> CompareTab:
+    # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
+    gen_default = GenerationConfig(**getattr(engine.backend, "generation_defaults", {}))
     with gr.Row():
         with gr.Column(scale=1):
-            prompt = gr.Textbox(label="Prompt", lines=2, elem_id="compare-prompt")
-            seed = gr.Number(label="Seed", value=0, precision=0)
+            prompt = gr.Textbox(label="Prompt", value=initial_prompt, lines=2, elem_id="compare-prompt")
+            seed = gr.Number(label="Seed", value=0, precision=None, elem_id="compare-seed")
+            carried = gr.State((initial_prompt, 0))
             round_pick = gr.Dropdown(
                 ["latest", "base"], value="latest", label="Trained state to compare with the base",
                 allow_custom_value=True, elem_id="compare-round",
@@ -52,12 +73,28 @@ def build(engine: Engine, state: Any) -> None:
             run = gr.Button("Compare", variant="primary", elem_id="compare-run")
         with gr.Column(scale=2):
             slider = gr.ImageSlider(label="Base ↔ trained", type="pil", format="png", elem_id="compare-slider")
-            verdicts = gr.Markdown(elem_id="compare-verdicts")
+            verdicts = gr.Markdown(label="Referee verdicts", elem_id="compare-verdicts")
     with gr.Row():
         before_table = gr.Dataframe(headers=TABLE_HEADERS, label="Base: objects", interactive=False)
         after_table = gr.Dataframe(headers=TABLE_HEADERS, label="Trained: objects", interactive=False)
     deltas = gr.Dataframe(headers=DELTA_HEADERS, label="Score changes (after − base)", interactive=False)
-    grid = gr.Gallery(label="Seed grid (base, trained) per seed", columns=4, height=320)
+    # One row per seed: the base image, then the trained one (height grows with the rows, none is cut off).
+    grid = gr.Gallery(label="Seed grid: base | trained, one row per seed", columns=2, height="auto")
+
+    def check_compare(
+        prompt_text: Any, seed_value: Any, which: Any, grid_n: Any, steps_value: Any, guidance_value: Any, session: Any
+    ) -> tuple[Any, ...]:
+        config = GenerationConfig(steps=steps_value, guidance=guidance_value)
+        text = facade.check_prompt(prompt_text)
+        n = check_int(grid_n, "seed grid size", 0, MAX_GRID)
+        seed_used = facade.draw_seed(seed_value)
+        facade.check_seed(seed_used + max(n - 1, 0))  # every seed of the grid must be a valid seed
+        session = ensure_session(session)
+        label = str(which if which is not None else "latest").strip().lower()
+        if label not in ("latest", "current", "", "base"):
+            rounds = 0 if session.history is None else len(session.history.rounds)
+            check_int(_round_number(label), "round", 0, rounds, "'base', 'latest' or a round of this session")
+        return config, text, n, seed_used
 
     @friendly
     @gpu(SHORT_GPU_S * 2)
@@ -65,14 +102,11 @@ def build(engine: Engine, state: Any) -> None:
         prompt_text: str, seed_value: float | None, which: str, grid_n: float, steps_value: float,
         guidance_value: float, session: Any,
     ):
+        config, text, n, seed_used = check_compare(
+            prompt_text, seed_value, which, grid_n, steps_value, guidance_value, session
+        )
         session = ensure_session(session)
-        config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
         judge = JudgeConfig()
-        seed_used = facade.draw_seed(seed_value)
-        text = facade.check_prompt(prompt_text)
-        n = int(grid_n)
-        if not 0 <= n <= MAX_GRID:
-            raise ValueError(f"seed grid size {n}: use 0 to {MAX_GRID}")
         with engine.lock:
             engine.activate_round(session, "base")
             before = facade.inspect_prompt(engine.backend, text, seed_used, config, judge, None)
@@ -110,9 +144,10 @@ def build(engine: Engine, state: Any) -> None:
     def refresh_rounds(session: Any):
         return gr.Dropdown(choices=round_choices(ensure_session(session)))
 
-    run.click(
+    compare_inputs = [prompt, seed, round_pick, n_grid, steps, guidance, state]
+    checked(run.click, check_compare, compare_inputs, "compare")(
         compare,
-        [prompt, seed, round_pick, n_grid, steps, guidance, state],
+        compare_inputs,
         [slider, verdicts, before_table, after_table, deltas, grid, state],
         api_name="compare",
         concurrency_id=ENGINE_QUEUE,
@@ -120,3 +155,10 @@ def build(engine: Engine, state: Any) -> None:
     round_pick.focus(
         refresh_rounds, state, round_pick, api_name="compare_rounds", api_visibility="private", queue=False
     )
+    return CompareTab(prompt=prompt, seed=seed, carried=carried)
+
+
+def _round_number(label: str) -> Any:
+    """A round label typed in the menu (``"2"`` or ``"round 2"``) as a number, or the text when it is not one."""
+    text = label.removeprefix("round").strip()
+    return int(text) if text.isdigit() and len(text) < 7 else label

@@ -3,6 +3,7 @@
 Events: ``generate`` (prompt, seed, settings → image and the seed used) then ``score`` (box source, judge
 templates → regions, per-object table, global score, heatmap). Changing the map mode or view redraws the
 heatmap; picking an object highlights its region and shows its crop, question and answer (private events).
+The page opens on the first example prompt, generated and scored once per process on the base weights.
 """
 
 from __future__ import annotations
@@ -13,13 +14,21 @@ from typing import Any
 import gradio as gr
 
 from srum_core import facade
-from srum_core.boxes.user import USER_BOX_SOURCE
-from srum_core.config import DEFAULT_GLOBAL_TEMPLATE, DEFAULT_REGION_TEMPLATE, MAP_MODES, GenerationConfig, JudgeConfig
+from srum_core.boxes.user import USER_BOX_SOURCE, parse_user_boxes
+from srum_core.config import (
+    DEFAULT_GLOBAL_TEMPLATE,
+    DEFAULT_REGION_TEMPLATE,
+    GRID_MODES,
+    MAP_MODES,
+    GenerationConfig,
+    JudgeConfig,
+    check_choice,
+)
 
 from .. import plots
 from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session
-from . import ENGINE_QUEUE, friendly
+from . import ENGINE_QUEUE, checked, friendly
 
 TABLE_HEADERS = ["#", "object", "box [x1, y1, x2, y2]", "score", "status", "reason"]
 
@@ -35,6 +44,9 @@ class InspectTab:
     global_md: Any
     notices: Any
     heatmap: Any
+    #: Shows the opening example; app.py runs it on page load (outputs: :attr:`example_outputs`).
+    open_example: Any = None
+    example_outputs: Any = None
 
 
 def result_table(result: Any) -> list[list[Any]]:
@@ -95,8 +107,10 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 label="Prompt", value=examples[0][1] if examples else "", lines=2, elem_id="inspect-prompt"
             )
             with gr.Row():
-                seed = gr.Number(label="Seed (empty = random)", value=0, precision=0, elem_id="inspect-seed")
-                seed_used = gr.Number(label="Seed used", precision=0, interactive=False, elem_id="inspect-seed-used")
+                seed = gr.Number(label="Seed (empty = random)", value=0, precision=None, elem_id="inspect-seed")
+                seed_used = gr.Number(
+                    label="Seed used", value=None, precision=0, interactive=False, elem_id="inspect-seed-used"
+                )
             run = gr.Button("Generate and score", variant="primary", elem_id="inspect-run")
             example_set = gr.Dataset(
                 components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
@@ -126,8 +140,8 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 rescore = gr.Button("Re-score this image", elem_id="inspect-rescore")
         with gr.Column(scale=2):
             image = gr.AnnotatedImage(label="Image and regions", height=320, format="png", elem_id="inspect-image")
-            global_md = gr.Markdown(elem_id="inspect-global")
-            notices = gr.Markdown(elem_id="inspect-notices")
+            global_md = gr.Markdown(label="Global judgement", elem_id="inspect-global")
+            notices = gr.Markdown(label="Notices", elem_id="inspect-notices")
             with gr.Row():
                 map_mode = gr.Dropdown(list(MAP_MODES), value="released", label="Map mode", elem_id="inspect-map-mode")
                 view = gr.Radio(["pixel", "token"], value="pixel", label="View", elem_id="inspect-view")
@@ -139,15 +153,49 @@ def build(engine: Engine, state: Any) -> InspectTab:
             )
         with gr.Column(scale=1):
             crop = gr.Image(label="Picked region", type="pil", height=160, interactive=False, elem_id="inspect-crop")
-            qa = gr.Markdown(elem_id="inspect-qa")
+            qa = gr.Markdown(label="Question and answer", elem_id="inspect-qa")
     with gr.Accordion("Raw judge text", open=False):
         raw = gr.Textbox(label="Transcript", lines=10, interactive=False, elem_id="inspect-raw")
+
+    def check_generate(prompt_text: Any, seed_value: Any, steps_value: Any, guidance_value: Any) -> GenerationConfig:
+        facade.check_prompt(prompt_text)
+        if seed_value is not None:
+            facade.check_seed(seed_value)
+        return GenerationConfig(steps=steps_value, guidance=guidance_value)
+
+    def judge_config(view_name: Any, regions_max: Any, global_tpl: Any, region_tpl: Any) -> JudgeConfig:
+        return JudgeConfig(
+            region_view=view_name, max_regions=regions_max, global_template=global_tpl, region_template=region_tpl
+        )
+
+    def check_score_inputs(
+        source: Any, boxes_text: Any, view_name: Any, regions_max: Any, grid_name: Any, global_tpl: Any,
+        region_tpl: Any, mode: Any, view_kind: Any, session: Any, need_sample: bool,
+    ) -> None:  # fmt: skip
+        session = ensure_session(session)
+        if need_sample and session.sample is None:
+            raise ValueError("no image yet: generate one first (button 'Generate and score' or the generate API)")
+        judge_config(view_name, regions_max, global_tpl, region_tpl)
+        check_choice(grid_name, "grid", GRID_MODES)
+        check_choice(mode, "map mode", MAP_MODES)
+        check_choice(view_kind, "view", ("pixel", "token"))
+        check_choice(source, "box source", tuple(source_names))
+        if source == USER_BOX_SOURCE:
+            width, height = session.sample.image.size if session.sample is not None else backend.image_size
+            parse_user_boxes(boxes_text, width, height)
+
+    def check_run(prompt_text: Any, seed_value: Any, steps_value: Any, guidance_value: Any, *score_args: Any) -> None:
+        check_generate(prompt_text, seed_value, steps_value, guidance_value)
+        check_score_inputs(*score_args, need_sample=False)
+
+    def check_rescore(*score_args: Any) -> None:
+        check_score_inputs(*score_args, need_sample=True)
 
     @friendly
     @gpu(SHORT_GPU_S)
     def generate(prompt_text: str, seed_value: float | None, steps_value: float, guidance_value: float, session: Any):
         session = ensure_session(session)
-        config = GenerationConfig(steps=int(steps_value), guidance=float(guidance_value))
+        config = check_generate(prompt_text, seed_value, steps_value, guidance_value)
         with engine.using(session) as model:
             sample = facade.generate_one(model, prompt_text, seed_value, config)
         session.last = None
@@ -170,16 +218,13 @@ def build(engine: Engine, state: Any) -> InspectTab:
         view_kind: str,
         session: Any,
     ):
+        check_score_inputs(
+            source, boxes_text, view_name, regions_max, grid_name, global_tpl, region_tpl, mode, view_kind, session,
+            need_sample=True,
+        )  # fmt: skip
         session = ensure_session(session)
         sample = session.sample
-        if sample is None:
-            raise gr.Error("no image yet: generate one first (button 'Generate and score' or the generate API)")
-        judge = JudgeConfig(
-            region_view=view_name,
-            max_regions=int(regions_max),
-            global_template=global_tpl,
-            region_template=region_tpl,
-        )
+        judge = judge_config(view_name, regions_max, global_tpl, region_tpl)
         with engine.using(session) as model:
             result = facade.score_sample(
                 model, sample, judge, source, boxes_text, grid_name, session.generation
@@ -242,39 +287,42 @@ def build(engine: Engine, state: Any) -> InspectTab:
     ]
     score_outputs = [image, table, global_md, notices, heatmap, raw, state]
 
-    run.click(
-        generate,
-        [prompt, seed, steps, guidance, state],
-        [image, seed_used, state],
-        api_name="generate",
-        concurrency_id=ENGINE_QUEUE,
+    generate_inputs = [prompt, seed, steps, guidance, state]
+    checked(run.click, check_run, [prompt, seed, steps, guidance, *score_inputs], "generate")(
+        generate, generate_inputs, [image, seed_used, state], api_name="generate", concurrency_id=ENGINE_QUEUE
     ).success(
         score, score_inputs, score_outputs, api_name="score_after_generate", api_visibility="private",
         concurrency_id=ENGINE_QUEUE,
-    )
+    )  # fmt: skip
     example_set.select(load_example, None, prompt, api_name="load_example", api_visibility="private", queue=False).success(
-        generate,
-        [prompt, seed, steps, guidance, state],
-        [image, seed_used, state],
-        api_name="generate_example",
+        friendly(check_run), [prompt, seed, steps, guidance, *score_inputs], None, api_name="check_example",
         api_visibility="private",
+    ).success(
+        generate, generate_inputs, [image, seed_used, state], api_name="generate_example", api_visibility="private",
         concurrency_id=ENGINE_QUEUE,
     ).success(
         score, score_inputs, score_outputs, api_name="score_example", api_visibility="private",
         concurrency_id=ENGINE_QUEUE,
+    )  # fmt: skip
+    checked(rescore.click, check_rescore, score_inputs, "score")(
+        score, score_inputs, score_outputs, api_name="score", concurrency_id=ENGINE_QUEUE
     )
-    rescore.click(score, score_inputs, score_outputs, api_name="score", concurrency_id=ENGINE_QUEUE)
+
+    def check_edit(*args: Any) -> None:
+        if ensure_session(args[-1]).sample is not None:  # nothing generated yet: nothing to re-score
+            check_score_inputs(*args, need_sample=True)
+
     def score_on_edit(*args: Any):
         if ensure_session(args[-1]).sample is None:
-            return tuple(gr.skip() for _ in score_outputs)  # nothing generated yet: nothing to re-score
+            return tuple(gr.skip() for _ in score_outputs)
         return score(*args)
 
     # Editing a judge template re-scores the same image as soon as the edit is done (the box loses focus).
     for name, template in (("global", global_template), ("region", region_template)):
-        template.blur(
+        checked(template.blur, check_edit, score_inputs, f"{name}_template", trigger_mode="always_last")(
             score_on_edit, score_inputs, score_outputs, api_name=f"score_{name}_template", api_visibility="private",
             concurrency_id=ENGINE_QUEUE, trigger_mode="always_last",
-        )
+        )  # fmt: skip
     for name, control in (("mode", map_mode), ("view", view)):
         control.change(
             redraw, [map_mode, view, state], heatmap, api_name=f"redraw_{name}", api_visibility="private", queue=False
@@ -286,6 +334,32 @@ def build(engine: Engine, state: Any) -> InspectTab:
         pick, [map_mode, view, state], [crop, qa, heatmap, state], api_name="pick_box", api_visibility="private"
     )
 
+    # The page opens on the first example, generated and scored once per process on the base weights.
+    example = None
+    if examples:
+        example = engine.example(
+            lambda model: facade.inspect_prompt(
+                model, examples[0][1], 0, gen_default, JudgeConfig(), source_names[0], None, "bilinear"
+            )
+        )
+
+    @friendly
+    def open_example(mode: str, view_kind: str, session: Any):
+        session = ensure_session(session)
+        if example is None or session.sample is not None:
+            return (*(gr.skip() for _ in range(7)), session)
+        session.sample, session.last, session.generation, session.selected = example.sample, example, gen_default, None
+        return (
+            annotated_value(example),
+            example.seed,
+            result_table(example),
+            global_markdown(example),
+            notices_markdown(example),
+            heatmap_figure(example, mode, view_kind),
+            _transcript(example),
+            session,
+        )
+
     return InspectTab(
         prompt=prompt,
         seed=seed,
@@ -296,6 +370,8 @@ def build(engine: Engine, state: Any) -> InspectTab:
         global_md=global_md,
         notices=notices,
         heatmap=heatmap,
+        open_example=(open_example, [map_mode, view, state]),
+        example_outputs=[image, seed_used, table, global_md, notices, heatmap, raw, state],
     )
 
 

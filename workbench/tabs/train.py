@@ -2,7 +2,9 @@
 
 Events: ``train_round`` (streams progress and curves while the round runs), ``cancel_round``, ``undo`` (go
 back to an earlier round or the base) and ``history`` (the session's rounds). Each session trains its own
-adapter: rounds resume from the session's current round and land in a run folder under the runs root.
+adapter: rounds resume from the session's current round and land in the session's own run folder under the
+runs root. The round's inputs are built from :data:`srum_core.params.ROUND_PARAMS` (label, default and help
+from the config dataclasses) and reach the handler as one mapping; the engine's configs validate them.
 """
 
 from __future__ import annotations
@@ -11,34 +13,61 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from srum_core import runs as engine_runs
-from srum_core.config import MAP_MODES, GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig
+from srum_core.config import MAP_MODES, PRESETS, check_int
+from srum_core.limits import MAX_UPLOAD_BYTES, mib
+from srum_core.params import ROUND_PARAMS, preset_values, round_config
 
 from .. import plots
 from ..space import LONG_GPU_S, SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session, round_choices
-from . import ENGINE_QUEUE, friendly, friendly_generator
+from . import ENGINE_QUEUE, checked, friendly, friendly_generator
 
 HISTORY_HEADERS = ["round", "run folder (under the runs root)", "current", "images", "trained", "excluded", "referee after"]
+#: Most images (prompts × images per prompt) and training steps one round started from the UI may use.
 MAX_PROMPTS = 256
 MAX_STEPS = 500
+#: Most evaluation prompts per category (before and after) a UI round may ask for.
+MAX_EVAL_PROMPTS = 16
+NO_PRESET = "(config defaults)"
+
+#: The tab's round inputs, in the order the ``train_round`` API takes them, and the ROUND_PARAMS key of each.
+INPUT_KEYS: dict[str, str | None] = {
+    "prompt_set": None,
+    "prompts_file": None,
+    "categories": None,
+    "n_prompts": "n_prompts",
+    "steps": "training.steps",
+    "gen_steps": "generation.steps",
+    "lr": "training.lr",
+    "lam": "training.lam",
+    "map_mode": "reward.mode",
+    "lora_rank": "training.lora_rank",
+    "seed": "seed",
+    "eval_prompts": "eval_n_prompts",
+    "images_per_prompt": "images_per_prompt",
+    "gate": "gate",
+    "preset": None,
+}
+#: Inputs a preset fills in when it is picked.
+PRESET_INPUTS = ("steps", "gen_steps", "lr", "lam", "lora_rank")
 
 
-def _shown(path: Path, root: Path) -> str:
-    """``path`` relative to the runs root when it lies under it (what the Runs tab's "run" column shows)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
-        return str(path)
+def _percent(value: Any) -> str | None:
+    return None if value is None else f"{100 * float(value):.1f}%"
 
 
-def history_rows(session: SessionState, root: Path) -> list[list[Any]]:
-    rows: list[list[Any]] = [[0, "(base model)", session.history is None or session.history.current == 0, None, None, None, None]]
+def history_rows(session: SessionState, engine: Engine) -> list[list[Any]]:
+    """The session's rounds: number, run folder (relative), ✓ for the current one, counts, referee accuracy."""
+    current = 0 if session.history is None else session.history.current
+    rows: list[list[Any]] = [[0, "(base model)", "✓" if current == 0 else "", None, None, None, None]]
     if session.history is None:
         return rows
     for index, run_dir in enumerate(session.history.rounds, start=1):
@@ -51,12 +80,12 @@ def history_rows(session: SessionState, root: Path) -> list[list[Any]]:
         rows.append(
             [
                 index,
-                _shown(run_dir, root),
-                index == session.history.current,
+                engine.relative(run_dir),
+                "✓" if index == current else "",
                 summary.get("n_samples"),
                 summary.get("n_trainable"),
                 summary.get("n_excluded_global_unusable"),
-                after.get("referee_accuracy"),
+                _percent(after.get("referee_accuracy")),
             ]
         )
     return rows
@@ -107,121 +136,137 @@ def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _parse_gate(gate: float | str | None) -> float | None:
+def _parse_gate(gate: Any) -> float | None:
     """The gate field: empty → None (no gate), else a number (RoundConfig checks its range)."""
     if gate is None or (isinstance(gate, str) and not gate.strip()):
         return None
+    if isinstance(gate, (int, float)) and not isinstance(gate, bool):
+        return gate
     try:
-        return float(gate)
+        return float(str(gate))
     except ValueError:
-        raise ValueError(f"gate {gate!r} is not a number: leave it empty, or give e.g. 0 or 0.9") from None
+        raise ValueError(f"gate {str(gate)[:40]!r} is not a number: leave it empty, or give e.g. 0 or 0.9") from None
 
 
-def build_round_config(
-    backend: Any,
-    prompt_set: str,
-    prompts_file: str | None,
-    categories: list[str] | None,
-    n_prompts: float,
-    steps: float,
-    lr: float,
-    lam: float,
-    map_mode: str,
-    lora_rank: float,
-    seed: float | None,
-    gen_steps: float,
-    eval_prompts: float = 0,
-    images_per_prompt: float | None = 1,
-    gate: float | str | None = None,
-) -> Any:
-    """The engine's RoundConfig from the tab's inputs; raises ValueError with a fix for bad values."""
-    from srum_core.rounds import RoundConfig
-
-    n = int(n_prompts or 0)
-    if n < 1:
-        raise ValueError("a round needs at least one prompt: set 'Prompts' to 1 or more")
-    if n > MAX_PROMPTS:
-        raise ValueError(f"{n} prompts is more than this UI runs in one round ({MAX_PROMPTS}); use the CLI for more")
-    k = int(images_per_prompt or 1)
-    if k < 1:
-        raise ValueError("'Images per prompt' must be 1 or more")
+def round_config_from_inputs(backend: Any, values: Mapping[str, Any]) -> Any:
+    """The engine's RoundConfig from the tab's inputs (keyed like :data:`INPUT_KEYS`); raises ValueError with a
+    one-line fix for a bad value. The configs validate each value; this adds only the shared app's caps."""
+    n = check_int(values.get("n_prompts"), "n_prompts", 1, MAX_PROMPTS, "this app's limit per round; the CLI has none")
+    k = check_int(values.get("images_per_prompt", 1), "images_per_prompt", 1, MAX_PROMPTS, "1 or more")
     if n * k > MAX_PROMPTS:
         raise ValueError(
             f"{n} prompts × {k} images is more than this UI generates in one round ({MAX_PROMPTS}); use the CLI"
         )
-    if int(steps) > MAX_STEPS:
-        raise ValueError(f"{int(steps)} steps is more than this UI runs in one round ({MAX_STEPS}); use the CLI")
-    if seed is None:
-        from srum_core.facade import draw_seed
-
-        seed = draw_seed(None)
-    source = prompts_file if prompt_set == "file" else prompt_set
-    if prompt_set == "file" and not prompts_file:
-        raise ValueError("prompt set 'file' needs a JSONL/JSON file of prompts: upload one")
-    training = TrainingConfig(
-        steps=int(steps), lr=float(lr), lam=float(lam), lora_rank=int(lora_rank), seed=int(seed),
-        batch_size=min(8, n), warmup_steps=min(2, int(steps)),
-    )
-    n_eval = int(eval_prompts or 0)
-    if not 0 <= n_eval <= 16:
-        raise ValueError(f"{n_eval} evaluation prompts per category: use 0 (no evaluation) to 16")
-    return RoundConfig(
-        prompts=source,
+    check_int(values.get("steps"), "steps", 0, MAX_STEPS, f"this app trains at most {MAX_STEPS} steps; use the CLI")
+    n_eval = check_int(values.get("eval_prompts", 0), "eval_prompts", 0, MAX_EVAL_PROMPTS, "0 turns evaluation off")
+    sets = (*backend.prompt_sets(), "file")
+    prompt_set = values.get("prompt_set") or sets[0]
+    if prompt_set not in sets:
+        raise ValueError(f"prompt set {str(prompt_set)[:40]!r}: choose one of {', '.join(sets)}")
+    prompts_file = values.get("prompts_file")
+    if prompt_set == "file":
+        if not prompts_file:
+            raise ValueError("prompt set 'file' needs a JSONL/JSON file of prompts: upload one")
+        size = Path(prompts_file).stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise ValueError(f"the prompt file is {mib(size)}; this app reads at most {mib(MAX_UPLOAD_BYTES)}")
+    given = {key: values.get(name) for name, key in INPUT_KEYS.items() if key is not None and name in values}
+    given["eval_n_prompts"] = max(n_eval, 1)
+    given["gate"] = _parse_gate(values.get("gate"))
+    preset = values.get("preset")
+    categories = values.get("categories")
+    config = round_config(
+        given,
+        preset=None if preset in (None, "", NO_PRESET) else preset,
+        prompts=prompts_file if prompt_set == "file" else prompt_set,
         categories=tuple(categories) if categories else None,
-        n_prompts=n,
-        seed=int(seed),
-        generation=GenerationConfig(steps=int(gen_steps)),
-        judge=JudgeConfig(),
-        reward=RewardConfig(mode=map_mode),
-        training=training,
         eval_split="val" if n_eval > 0 else None,
-        eval_n_prompts=max(n_eval, 1),
-        n_fixed_samples=2,
-        images_per_prompt=k,
-        gate=_parse_gate(gate),
     )
+    if prompt_set == "file":
+        from srum_core.prompt_sets import sample_prompts
+
+        sample_prompts(backend, config.prompts, config.categories, config.n_prompts, 0)  # reads and checks the file
+    return config
 
 
-def build(engine: Engine, state: Any) -> None:
+@dataclass
+class TrainTab:
+    """What other tabs chain on: ``finished`` is the event after a round (or an undo) changed the session."""
+
+    finished: list[Any]
+
+
+def build(engine: Engine, state: Any) -> TrainTab:
     backend = engine.backend
     categories = list(backend.categories())
+    prompt_sets = [*backend.prompt_sets(), "file"]
+
+    def param(key: str) -> Any:
+        return ROUND_PARAMS[key]
+
     with gr.Row():
         with gr.Column(scale=1):
-            sets = [*backend.prompt_sets(), "file"]
-            prompt_set = gr.Radio(sets, value=sets[0], label="Prompt set", elem_id="train-set")
+            preset = gr.Dropdown(
+                [NO_PRESET, *PRESETS],
+                value=NO_PRESET,
+                label="Preset (srum_core.config.PRESETS, as the CLI's round --preset)",
+                elem_id="train-preset",
+            )
+            prompt_set = gr.Radio(prompt_sets, value=prompt_sets[0], label="Prompt set", elem_id="train-set")
             prompts_file = gr.File(label="Prompt file (JSONL/JSON, for 'file')", type="filepath", file_types=[".jsonl", ".json"])
             category_pick = gr.CheckboxGroup(categories, value=categories, label="Categories (none = all)")
-            n_prompts = gr.Number(label="Prompts", value=4, precision=0, elem_id="train-n-prompts")
-            steps = gr.Number(label="Training steps", value=4, precision=0, elem_id="train-steps")
-            gen_steps = gr.Slider(1, 100, value=GenerationConfig().steps, step=1, label="Sampling steps")
-            lr = gr.Number(label="Learning rate", value=3e-4)
-            lam = gr.Slider(0.0, 2.0, value=0.5, step=0.05, label="λ (constraint weight)")
-            map_mode = gr.Dropdown(list(MAP_MODES), value="released", label="Map mode")
-            lora_rank = gr.Slider(1, 64, value=8, step=1, label="LoRA rank (a session's later rounds keep it; undo to base to change it)")
-            seed = gr.Number(label="Seed (empty = random)", value=0, precision=0)
-            eval_prompts = gr.Number(
-                label="Evaluation prompts per category before/after (0 = none)", value=1, precision=0,
-                elem_id="train-eval",
+            inputs: dict[str, Any] = {"prompt_set": prompt_set, "prompts_file": prompts_file, "categories": category_pick}
+
+            def number(name: str, elem_id: str | None = None, **kwargs: Any) -> Any:
+                p = param(INPUT_KEYS[name])  # type: ignore[arg-type]
+                options = {"label": p.label, "value": p.default, "info": p.help, "precision": None, **kwargs}
+                return gr.Number(elem_id=elem_id, **options)
+
+            def slider(name: str, lo: float, hi: float, step: float, **kwargs: Any) -> Any:
+                p = param(INPUT_KEYS[name])  # type: ignore[arg-type]
+                options = {"value": p.default, "step": step, "label": p.label, "info": p.help, **kwargs}
+                return gr.Slider(lo, hi, **options)
+
+            inputs["n_prompts"] = number("n_prompts", "train-n-prompts")
+            inputs["steps"] = number("steps", "train-steps")
+            # The backend's own sampling steps where it has them (BAGEL: SRUM's 50), as the CLI.
+            own_steps = (getattr(backend, "generation_defaults", None) or {}).get("steps")
+            inputs["gen_steps"] = slider("gen_steps", 1, 100, 1, **({"value": own_steps} if own_steps else {}))
+            inputs["lr"] = number("lr")
+            inputs["lam"] = slider("lam", 0.0, 2.0, 0.05)
+            inputs["map_mode"] = gr.Dropdown(
+                list(MAP_MODES), value=param("reward.mode").default, label="Map mode", info=param("reward.mode").help
             )
-            images_per_prompt = gr.Number(label="Images per prompt (each at its own seed)", value=1, precision=0)
-            gate = gr.Textbox(
-                label="Gate: train only on images whose global score exceeds this, in [-1, 1) (empty = SRUM: every "
-                "image trains)",
-                value="",
+            inputs["lora_rank"] = slider(
+                "lora_rank", 1, 64, 1, label="LoRA rank (a session's later rounds keep it; undo to base to change it)"
             )
+            inputs["seed"] = number("seed", "train-seed")
+            inputs["eval_prompts"] = number("eval_prompts", "train-eval")
+            inputs["images_per_prompt"] = number("images_per_prompt")
+            inputs["gate"] = gr.Textbox(
+                label=param("gate").label + " (empty = SRUM: every image trains)", value="", info=param("gate").help
+            )
+            inputs["preset"] = preset
             with gr.Row():
                 run = gr.Button("Run round", variant="primary", elem_id="train-run")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
             with gr.Row():
-                undo_to = gr.Dropdown(["base"], value="base", label="Undo to", allow_custom_value=True)
+                undo_to = gr.Dropdown(["base"], value="base", label="Undo to", allow_custom_value=True, elem_id="train-undo-to")
                 undo = gr.Button("Undo", elem_id="train-undo")
         with gr.Column(scale=2):
-            status = gr.Markdown(elem_id="train-status")
+            status = gr.Markdown(label="Round status", elem_id="train-status")
             loss_plot = gr.Plot(label="Loss", elem_id="train-loss")
             dist_plot = gr.Plot(label="Reward distributions")
-            acc_plot = gr.Plot(label="Accuracy per category")
+            acc_plot = gr.Plot(label="Accuracy per category", elem_id="train-accuracy")
             preview = gr.Image(label="Latest generated sample", type="pil", height=160, interactive=False, format="png")
             history = gr.Dataframe(headers=HISTORY_HEADERS, label="Round history", interactive=False, elem_id="train-history")
+
+    def accuracy_note(session: SessionState) -> str:
+        if not categories:
+            return "Accuracy needs the sandbox world's referee; this backend has none"
+        if session.history is None:
+            return "No evaluation yet: run a round with evaluation prompts above 0"
+        return "The rounds so far ran without evaluation: set evaluation prompts above 0"
 
     def _outputs(session: SessionState, message: str, sample: Any = None) -> tuple[Any, ...]:
         choices = [c for c in round_choices(session) if c != "latest"]
@@ -229,38 +274,43 @@ def build(engine: Engine, state: Any) -> None:
             message,
             plots.loss_curves(session.step_rows),
             plots.reward_distribution(session.reward_values),
-            plots.accuracy_by_category(session.accuracy_rows),
+            plots.accuracy_by_category(session.accuracy_rows, accuracy_note(session)),
             gr.skip() if sample is None else sample,
-            history_rows(session, engine.runs_root),
+            history_rows(session, engine),
             gr.Dropdown(choices=choices, value=choices[-1]),
             session,
         )
 
+    def check_round(session: Any, **values: Any) -> None:
+        round_config_from_inputs(backend, values)
+
     @friendly_generator
     @gpu(LONG_GPU_S)
-    def train_round(
-        set_name: str, file_path: str | None, picked: list[str] | None, n: float, k_steps: float, gen_k: float,
-        rate: float, lam_value: float, mode: str, rank: float, seed_value: float | None, n_eval: float,
-        k_images: float | None, gate_value: str | None,
-        session: Any, request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects it
-    ):
+    def train_round(session: Any, request: gr.Request, progress: gr.Progress = gr.Progress(), **values: Any):  # noqa: B008
         from srum_core.rounds import run_round
 
         session = ensure_session(session)
-        config = build_round_config(
-            backend, set_name, file_path, picked, n, k_steps, rate, lam_value, mode, rank, seed_value, gen_k, n_eval,
-            k_images, gate_value,
-        )  # fmt: skip
+        config = round_config_from_inputs(backend, values)
         index = 1 + (0 if session.history is None else session.history.current)
-        out_dir = engine.runs_root / "ui" / session.session_id / f"round-{index:02d}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out_dir = engine.session_dir(session) / f"round-{index:02d}-{time.strftime('%Y%m%d-%H%M%S')}"
+        shown = engine.relative(out_dir)
         events: queue.Queue = queue.Queue()
         cancel_event = engine.cancel_event(request.session_hash if request is not None else session.session_id)
         cancel_event.clear()
+        timed_out = threading.Event()
         outcome: dict[str, Any] = {}
         step_offset = len(session.step_rows)
 
+        def stop_for_time() -> None:
+            timed_out.set()
+            cancel_event.set()
+
         def work() -> None:
             with engine.lock:
+                # The time limit counts from here: waiting for the engine is not part of the round.
+                timer = threading.Timer(engine.max_round_s, stop_for_time)
+                timer.daemon = True
+                timer.start()
                 engine.activate(session)
                 resume = None if session.history is None else session.history.current_run
                 engine.forget_applied()
@@ -271,31 +321,39 @@ def build(engine: Engine, state: Any) -> None:
                 except BaseException as err:  # noqa: BLE001 - handed to the UI thread below
                     outcome["error"] = err
                 finally:
+                    timer.cancel()
                     engine.activate(session)  # the session's previous state (the round is not added yet)
                     events.put(None)
 
         worker = threading.Thread(target=work, name=f"srum-round-{session.session_id}", daemon=True)
         worker.start()
         try:
-            yield _outputs(session, f"Round {index} started → `{out_dir}`")
-            last_yield = time.monotonic()
-            latest = None
+            yield _outputs(session, f"Round {index} waiting for the engine → `{shown}`")
+            last_yield, latest, stage, preview_image = time.monotonic(), None, None, None
             while True:
-                event = events.get()
+                try:
+                    event = events.get(timeout=0.5)
+                except queue.Empty:
+                    event = False  # nothing new: still refresh the status below
                 if event is None:
                     break
-                progress((event.step, max(event.total, 1)), desc=f"{event.stage} {event.message}".strip())
-                if event.stage == "train" and event.metrics:
-                    row = dict(event.metrics)
-                    row["total"] = row.get("loss", row.get("total"))
-                    row["global_step"] = step_offset + len(session.step_rows[step_offset:]) + 1
-                    session.step_rows.append(row)
-                if event.preview is not None:
-                    latest = event.preview
-                if time.monotonic() - last_yield > 0.5:
+                changed = False
+                if event is not False:
+                    progress((event.step, max(event.total, 1)), desc=f"{event.stage} {event.message}".strip())
+                    if event.stage == "train" and event.metrics:
+                        row = dict(event.metrics)
+                        row["total"] = row.get("loss", row.get("total"))
+                        row["global_step"] = len(session.step_rows) + 1
+                        session.step_rows.append(row)
+                    if event.preview is not None:
+                        preview_image = event.preview
+                    changed, stage, latest = event.stage != stage, event.stage, event
+                if latest is not None and (changed or time.monotonic() - last_yield >= 0.5):
                     last_yield = time.monotonic()
-                    yield _outputs(session, f"Round {index}: {event.stage} {event.step}/{event.total}", latest)
-                    latest = None
+                    # The same stage and step as the progress bar shows.
+                    text = f"Round {index}: {latest.stage} {latest.step}/{latest.total} {latest.message}".rstrip()
+                    yield _outputs(session, text, preview_image)
+                    preview_image = None
         except GeneratorExit:
             # The visitor left (closed the tab): stop the round rather than train for nobody.
             cancel_event.set()
@@ -305,8 +363,15 @@ def build(engine: Engine, state: Any) -> None:
             del session.step_rows[step_offset:]
             err = outcome["error"]
             if type(err).__name__ == "Cancelled":
-                gr.Warning("Round cancelled: the session is back where it was before the round.")
-                yield _outputs(session, f"Round {index} cancelled; nothing changed.")
+                if timed_out.is_set():
+                    message = (
+                        f"Round {index} stopped after {engine.max_round_s:.0f} s, this shared app's limit per round; "
+                        "nothing changed. Use fewer prompts or steps, or the CLI."
+                    )
+                else:
+                    message = f"Round {index} cancelled; nothing changed."
+                gr.Warning(message)
+                yield _outputs(session, message)
                 return
             raise err
         if session.history is None:
@@ -315,24 +380,32 @@ def build(engine: Engine, state: Any) -> None:
         session.weights_version += 1
         session.accuracy_rows = _dedupe(session.accuracy_rows + accuracy_rows(out_dir, session.history.current))
         session.reward_values = reward_values(out_dir)
-        yield _outputs(session, f"Round {index} done → `{out_dir}`")
+        yield _outputs(session, f"Round {index} done → `{shown}`")
 
     def cancel_round(request: gr.Request):
         found = engine.request_cancel(request.session_hash) if request is not None else False
         return "Cancelling after the current step…" if found else "No round is running."
 
+    def undo_index(target: Any, session: SessionState) -> int:
+        label = str(target if target is not None else "base").strip().lower()
+        index = 0 if label == "base" else int(label) if label.isdigit() and len(label) < 6 else -1
+        if session.history is None and index != 0:
+            raise ValueError("nothing to undo: this session has no rounds yet")
+        current = 0 if session.history is None else session.history.current
+        if not 0 <= index <= current:
+            raise ValueError(f"undo target {str(target)[:40]!r}: choose 'base' or a round number from 1 to {current}")
+        return index
+
+    def check_undo(target: Any, session: Any) -> None:
+        undo_index(target, ensure_session(session))
+
     @friendly
     @gpu(SHORT_GPU_S)
     def undo_round(target: str, session: Any):
         session = ensure_session(session)
-        label = str(target or "base").strip().lower()
-        index = 0 if label == "base" else int(label) if label.isdigit() else -1
+        index = undo_index(target, session)
         if session.history is None:
-            if index == 0:
-                return _outputs(session, "Already at the base model.")
-            raise ValueError("nothing to undo: this session has no rounds yet")
-        if index < 0:
-            raise ValueError(f"undo target {target!r}: choose 'base' or a round number from the history")
+            return _outputs(session, "Already at the base model.")
         with engine.lock:
             session.history.undo(index)
             session.weights_version += 1
@@ -344,17 +417,31 @@ def build(engine: Engine, state: Any) -> None:
 
     @friendly
     def show_history(session: Any):
-        return history_rows(ensure_session(session), engine.runs_root)
+        return history_rows(ensure_session(session), engine)
+
+    def apply_preset(name: str):
+        values = preset_values(None if name in (None, "", NO_PRESET) else name)
+        if not values:
+            return tuple(ROUND_PARAMS[INPUT_KEYS[key]].default for key in PRESET_INPUTS)  # type: ignore[index]
+        return tuple(values[INPUT_KEYS[key]] for key in PRESET_INPUTS)  # type: ignore[index]
 
     outputs = [status, loss_plot, dist_plot, acc_plot, preview, history, undo_to, state]
-    run.click(
+    round_done = checked(run.click, check_round, [state], "train_round", inputs_kwargs=inputs)(
         train_round,
-        [prompt_set, prompts_file, category_pick, n_prompts, steps, gen_steps, lr, lam, map_mode, lora_rank, seed, eval_prompts,
-         images_per_prompt, gate, state],
-        outputs,
+        inputs=[state],
+        inputs_kwargs=inputs,
+        outputs=outputs,
         api_name="train_round",
         concurrency_id=ENGINE_QUEUE,
     )
     cancel.click(cancel_round, None, status, api_name="cancel_round", queue=False)
-    undo.click(undo_round, [undo_to, state], outputs, api_name="undo", concurrency_id=ENGINE_QUEUE)
+    undo_done = checked(undo.click, check_undo, [undo_to, state], "undo")(
+        undo_round, [undo_to, state], outputs, api_name="undo", concurrency_id=ENGINE_QUEUE
+    )
     gr.Button("Refresh history", size="sm").click(show_history, state, history, api_name="history", queue=False)
+    preset.change(
+        apply_preset, preset, [inputs[key] for key in PRESET_INPUTS], api_name="apply_preset", api_visibility="private",
+        queue=False,
+    )
+    return TrainTab(finished=[round_done, undo_done])
+
