@@ -14,6 +14,7 @@ import gradio as gr
 
 from srum_core.limits import MAX_UPLOAD_BYTES
 
+from . import gradio_fixes
 from .state import Engine
 from .tabs import compare, inspect, runs, train
 
@@ -33,6 +34,7 @@ DELETE_CACHE = (3600, 3600)
 def build_demo(engine: Engine) -> gr.Blocks:
     """The Workbench UI for ``engine``. Builds components (and the opening example) only; nothing is served until
     the demo is launched."""
+    gradio_fixes.install()
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\nBackend: `{engine.backend.name}`")
         state = gr.State(None)
