@@ -567,3 +567,15 @@ def test_the_cli_as_a_process_answers_in_one_line():
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: the prompt is empty: type what the image should show, e.g. 'a red circle'"]
+
+
+def test_a_round_over_the_time_limit_is_stopped_and_changes_nothing(app, client):
+    engine = app["engine"]
+    saved, engine.max_round_s = engine.max_round_s, 0.5
+    try:
+        status, *_outputs = train(client, steps=500, n_prompts=8)
+    finally:
+        engine.max_round_s = saved
+    assert "stopped after 0.5 s, this shared app's limit per round; nothing changed" in status
+    assert len(client.predict(api_name="/history")["data"]) == 1
+    alive(client)

@@ -20,9 +20,12 @@ from srum_core.config import (
     DEFAULT_REGION_TEMPLATE,
     GRID_MODES,
     MAP_MODES,
+    REGION_VIEWS,
     GenerationConfig,
     JudgeConfig,
+    RewardConfig,
     check_choice,
+    help_of,
 )
 
 from .. import plots
@@ -100,6 +103,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
     source_names = [*backend.box_sources(), USER_BOX_SOURCE]
     # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
     gen_default = GenerationConfig(**getattr(backend, "generation_defaults", {}))
+    judge_default = JudgeConfig()
 
     with gr.Row():
         with gr.Column(scale=1):
@@ -120,8 +124,13 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 elem_id="inspect-examples",
             )
             with gr.Accordion("Generation settings", open=False):
-                steps = gr.Slider(1, 100, value=gen_default.steps, step=1, label="Sampling steps")
-                guidance = gr.Slider(0.0, 15.0, value=gen_default.guidance, step=0.5, label="CFG guidance")
+                steps = gr.Slider(
+                    1, 100, value=gen_default.steps, step=1, label="Sampling steps", info=help_of(GenerationConfig, "steps")
+                )
+                guidance = gr.Slider(
+                    0.0, 15.0, value=gen_default.guidance, step=0.5, label="CFG guidance",
+                    info=help_of(GenerationConfig, "guidance"),
+                )  # fmt: skip
             with gr.Accordion("Judge and box source", open=False):
                 box_source = gr.Dropdown(source_names, value=source_names[0], label="Box source")
                 user_boxes = gr.Textbox(
@@ -129,9 +138,18 @@ def build(engine: Engine, state: Any) -> InspectTab:
                     placeholder='[[4, 4, 30, 30], {"box": [34, 20, 60, 60], "label": "blue square"}]',
                     lines=2,
                 )
-                region_view = gr.Dropdown(["crop", "coords", "boxes"], value="crop", label="How the judge sees a region")
-                max_regions = gr.Slider(1, 20, value=10, step=1, label="Max regions (SRUM keeps 10)")
-                grid = gr.Radio(["bilinear", "area"], value="bilinear", label="Token grid projection")
+                region_view = gr.Dropdown(
+                    list(REGION_VIEWS), value=judge_default.region_view, label="How the judge sees a region",
+                    info=help_of(JudgeConfig, "region_view"),
+                )  # fmt: skip
+                max_regions = gr.Slider(
+                    1, 20, value=judge_default.max_regions, step=1, label="Max regions",
+                    info=help_of(JudgeConfig, "max_regions"),
+                )  # fmt: skip
+                grid = gr.Radio(
+                    list(GRID_MODES), value=RewardConfig().grid, label="Token grid projection",
+                    info=help_of(RewardConfig, "grid"),
+                )  # fmt: skip
                 global_template = gr.Textbox(
                     label="Global question template", value=DEFAULT_GLOBAL_TEMPLATE, lines=3,
                     elem_id="inspect-global-template",

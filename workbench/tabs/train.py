@@ -365,7 +365,7 @@ def build(engine: Engine, state: Any) -> TrainTab:
             if type(err).__name__ == "Cancelled":
                 if timed_out.is_set():
                     message = (
-                        f"Round {index} stopped after {engine.max_round_s:.0f} s, this shared app's limit per round; "
+                        f"Round {index} stopped after {engine.max_round_s:g} s, this shared app's limit per round; "
                         "nothing changed. Use fewer prompts or steps, or the CLI."
                     )
                 else:
