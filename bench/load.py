@@ -1,6 +1,6 @@
 """Load on the shared Workbench: N visitors × M requests on loopback, latency, failures, and isolation.
 
-    python bench/load.py --sessions 8 --requests 20 [--weights shipped|random] [--out bench/out/load.json]
+    python -m bench.load --sessions 8 --requests 20 [--weights shipped|random] [--out bench/out/load.json]
 
 Serves the Workbench in this process on 127.0.0.1 (a fresh temporary runs root; nothing leaves the machine)
 and starts N visitors, each its own ``gradio_client`` session in its own thread. While they run, one more
@@ -28,11 +28,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.common import print_table, write_results  # noqa: E402
-
 SCORE_ARGS = ("self-grounding", "", "crop", 10, "bilinear", None, None, "released", "pixel")
 RECORD = json.dumps(
     {
@@ -42,6 +37,15 @@ RECORD = json.dumps(
         "global_layout_reward": {"global_layout_score": 0.5, "bbox": [0, 0, 64, 64]},
     }
 )
+
+
+def print_table(headers: list[str], rows: list[list[object]]) -> str:
+    """A left-aligned plain-text table."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def free_port() -> int:
@@ -268,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         "isolation_problems": problems,
     }
     if args.out:
-        write_results(args.out, results)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"results: {out}")
     return 0 if not failures and not problems else 1
 
 

@@ -262,8 +262,8 @@ def build(engine: Engine, state: Any) -> TrainTab:
             history = gr.Dataframe(headers=HISTORY_HEADERS, label="Round history", interactive=False, elem_id="train-history")
 
     def accuracy_note(session: SessionState) -> str:
-        if not categories:
-            return "Accuracy needs the sandbox world's referee; this backend has none"
+        if backend.referee() is None:
+            return f"Accuracy is measured by a referee; backend {backend.name!r} has none"
         if session.history is None:
             return "No evaluation yet: run a round with evaluation prompts above 0"
         return "The rounds so far ran without evaluation: set evaluation prompts above 0"
