@@ -61,6 +61,7 @@ from ..config import GenerationConfig, JudgeConfig
 from ..device import resolve_device, resolve_dtype
 from ..prompt_sets import T2ICompBenchWorld
 from ..protocol import BoxSource, ProgressCallback, ProgressEvent
+from ..templates import fill_template
 from ..types import GlobalJudgement, Region, RegionJudgement, Sample
 
 logger = logging.getLogger(__name__)
@@ -854,11 +855,11 @@ class PairBackend(T2ICompBenchWorld):
     def judge_global(self, image: Any, prompt: str, config: JudgeConfig) -> GlobalJudgement:
         image = _as_pil(image)
         if self.judge_mode == "likelihood":
-            question = config.global_template.format(prompt=prompt)
+            question = fill_template(config.global_template, prompt=prompt)
             return _likelihood_global(self.yes_probability([image], [question])[0], question)
         from ..parsing import parse_global_response
 
-        question = GLOBAL_RUBRIC.format(prompt=prompt)
+        question = fill_template(GLOBAL_RUBRIC, prompt=prompt)
         return parse_global_response(self.answer([image], [question], self.max_global_tokens)[0], question=question)
 
     def judge_regions(
@@ -883,8 +884,8 @@ class PairBackend(T2ICompBenchWorld):
                     "coords": f"the box {list(to_frame(region.box, (width, height), frame))} (pixels)",
                 }[view]
                 questions.append(
-                    config.region_template.format(
-                        prompt=prompt, region=where, object=region.label or "whatever it shows"
+                    fill_template(
+                        config.region_template, prompt=prompt, region=where, object=region.label or "whatever it shows"
                     )
                 )
                 shown.append(_crop(image, region) if view == "crop" else (boxed if view == "boxes" else image))
@@ -896,15 +897,15 @@ class PairBackend(T2ICompBenchWorld):
         note = _VIEW_NOTES[view].format(width=frame[0], height=frame[1])
         if view == "crop":
             questions = [
-                REGION_RUBRIC.format(
-                    prompt=prompt, view_note=note, regions=region_listing([r], view, frame, (width, height))
+                fill_template(
+                    REGION_RUBRIC, prompt=prompt, view_note=note, regions=region_listing([r], view, frame, (width, height))
                 )
                 for r in regions
             ]
             texts = self.answer([_crop(image, r) for r in regions], questions, self.max_region_tokens)
             return [parse_region_response(t, [r], question=q)[0] for t, r, q in zip(texts, regions, questions)]
         listing = region_listing(regions, view, frame, (width, height))
-        question = REGION_RUBRIC.format(prompt=prompt, view_note=note, regions=listing)
+        question = fill_template(REGION_RUBRIC, prompt=prompt, view_note=note, regions=listing)
         shown = draw_numbered_boxes(image, regions) if view == "boxes" else image
         return parse_region_response(
             self.answer([shown], [question], self.max_region_tokens)[0], regions, question=question
