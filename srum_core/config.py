@@ -129,20 +129,31 @@ def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+GENERATION_MODES: tuple[str, ...] = ("plain", "think")
+TRAIN_PARTS: tuple[str, ...] = ("gen", "all")
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How images are sampled. ``guidance`` is the classifier-free guidance scale (1.0 = off)."""
+    """How images are sampled. ``guidance`` is the classifier-free guidance scale (1.0 = off).
+
+    ``mode``: ``plain`` (the prompt alone) or ``think`` (the model first writes a plan of the scene with its
+    understanding, then draws from prompt + plan; backends that have a think mode list it in
+    ``generation_modes``).
+    """
 
     steps: int = field(default=20, metadata=_help("sampling steps per image"))
     guidance: float = field(default=3.0, metadata=_help("classifier-free guidance scale (1.0 = off)"))
     batch_size: int = field(default=16, metadata=_help("images generated per batch"))
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or mps"))
+    mode: str = field(default="plain", metadata=_help("plain (the prompt alone) or think (plan first, then draw)"))
 
     def __post_init__(self) -> None:
         _set(self, "steps", check_int(self.steps, "steps", 1, 1000, "20 is a good CPU default"))
         _set(self, "guidance", check_float(self.guidance, "guidance", 0.0, 30.0, "1.0 disables guidance"))
         _set(self, "batch_size", check_int(self.batch_size, "batch_size", 1, 1024, "images per batch"))
         check_choice(self.device, "device", DEVICES)
+        check_choice(self.mode, "mode", GENERATION_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,8 +256,12 @@ class TrainingConfig:
     )
     cond_dropout: float = 0.1
     seed: int = field(default=0, metadata=_help("seed of the adapter's initial weights, batch order and noise"))
+    #: Which part of the model trains: ``gen`` (the generation expert only, so the judge stays frozen; backends
+    #: with a single trunk train their generation path) or ``all`` (the paper's full fine-tune).
+    train_part: str = field(default="gen", metadata=_help("gen: the generation expert only (the judge stays frozen); all: every part"))
 
     def __post_init__(self) -> None:
+        check_choice(self.train_part, "train_part", TRAIN_PARTS)
         _set(self, "steps", check_int(self.steps, "steps", 0, 100_000, "optimiser steps"))
         _set(self, "lr", check_float(self.lr, "lr", 0.0, 1.0, "1e-4 suits LoRA", lo_open=True))
         _set(self, "lam", check_float(self.lam, "lam", 0.0, 10.0, "λ is the constraint weight; SRUM uses 0.5"))

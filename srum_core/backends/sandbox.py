@@ -1,29 +1,26 @@
-"""The ``sandbox`` backend: the embedded TinyUMM (one shared trunk that draws and understands 64×64 images).
+"""The ``sandbox`` backend: the embedded TinyUMM v2, a miniature of BAGEL's mixture-of-transformers.
 
-Implements :class:`srum_core.protocol.UnifiedModel`:
+Implements :class:`srum_core.protocol.UnifiedModel` on 64×64 images of the synthetic world:
 
-- ``generate``: rectified-flow Euler sampling with classifier-free guidance; noise per image from its own
-  seeded CPU generator, model run on fixed-size chunks, so an image depends only on (prompt, seed, settings).
-  ``Sample.payload`` is the ``(64, P)`` token tensor of the saved (uint8-quantised) image (encoded by the
-  model's latent codec, or raw pixel patches for a codec-less model), so a sample re-read from disk trains exactly
-  like a fresh one.
-- ``judge_global``: ``g = 2p - 1``. By default (``global_judge = "grounded"``) the model lists what its own
-  per-patch heads found where, checks that list against the prompt (counts, textures, sizes, relation, nothing extra:
-  :func:`grounded_checks`) and lowers the ``<ask>`` head's P(yes) for each failed check; ``"ask"`` uses P(yes)
-  alone. The reason gives the findings and the failed checks (never the referee).
-- ``judge_regions``: the region is shown as a crop resized to 64×64 (``region_view="crop"``) or as a mask on
-  the 8×8 patch grid of the full image (``"coords"``; ``"boxes"`` maps to ``"coords"`` for this model, which
-  cannot read drawn boxes). The object name comes from the colour/shape/texture heads pooled over the region
-  (weighted by objectness); ``P(yes) = P(object) · max_k P(colour_k) · P(shape_k) · P(texture_k) · P(size_k)``
-  over the prompt's requested objects (attributes the prompt leaves open count as 1; size comes from the size
-  head on the full image, pooled over the box, and counts as 1 for a model without one). The prompt's object list is read
-  with the world grammar's exact parser (``srum_core.world.prompts.parse_prompt``); all visual evidence is the
-  model's own.
-- ``box_sources``: ``self-grounding`` (connected components of same-label patches of the model's own
-  object/colour/shape heads) first, then the class-agnostic ``segmenter``.
-- ``token_losses``: per-token velocity squared error (mean over a token's values), ``(B, 64)``.
-- the world behind the contract: ``categories``, ``prompt_sets`` (the world's splits), ``prompts``,
-  ``example_prompts``, ``referee`` (:class:`WorldReferee`) and ``prompt_objects`` delegate to ``srum_core.world``.
+- ``generate``: rectified-flow Euler sampling with classifier-free guidance, in ``plain`` mode (the prompt alone)
+  or ``think`` mode (the understanding expert first writes a plan of the scene — each object's slot, size,
+  texture, colour and shape — and the generation expert draws from prompt + plan, as BAGEL draws after its
+  ``<think>`` text). Noise per image from its own seeded CPU generator, the plan from another, the model run on
+  fixed-size chunks, so an image depends only on (prompt, seed, settings). ``Sample.settings`` records ``mode``
+  and, in think mode, ``plan`` (the think text) and ``plan_objects``; ``Sample.payload`` holds the ``(64, 192)``
+  pixel-patch tokens of the saved (uint8) image, so a sample re-read from disk trains exactly like a fresh one.
+- ``judge_global``: ``g = 2p - 1`` with ``p`` the learned ``<ask>`` head's P(yes) on the understanding expert
+  (``global_judge = "learned"``, the default). The reason is assembled from the model's own predictions: what
+  its per-patch heads see where, and its verdict. ``"grounded"`` (optional, for comparison) multiplies ``p`` by
+  ``FAILED_CHECK_FACTOR`` per failed hand-written check of those findings against the parsed prompt.
+- ``judge_regions``: every region at once, as learned region queries on the full image (a box is given to the
+  understanding expert as its coordinates and the patches under it, whatever ``region_view`` says): P(the object
+  in the box is one the prompt asks for), and the object's name from the region's attribute heads.
+- ``box_sources``: the class-agnostic ``segmenter`` (the SAM stand-in, default) and ``self-grounding``
+  (connected components of the model's own per-patch heads).
+- ``token_losses``: per-token velocity squared error of the generation expert, conditioned on the short prompt
+  alone, ``(B, 64)``. ``train_part`` picks what a round trains: ``gen`` (the generation expert; the judge and the
+  planner stay bit-identical) or ``all``.
 
 Nothing loads at import; :func:`load_sandbox` caches weights per (path, device) for the process.
 """
@@ -39,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import GenerationConfig, JudgeConfig
+from ..config import TRAIN_PARTS, GenerationConfig, JudgeConfig
 from ..protocol import ProgressCallback, ProgressEvent
 from ..templates import fill_template
 from ..types import GlobalJudgement, PromptItem, RefereeVerdict, Region, RegionJudgement, Sample
@@ -72,7 +69,7 @@ def load_sandbox(path: str | Path | None = None, device: str = "auto") -> Sandbo
         from ..tinyumm.model import TinyUMM
         from ..tinyumm.tokenizer import WordTokenizer
 
-        model = TinyUMM.from_pretrained(str(folder)).to(dev).eval()
+        model = TinyUMM.from_pretrained(str(folder)).to(dev).eval().requires_grad_(False)
         tokenizer = WordTokenizer(model.config.vocab, model.config.max_text_len)
         _CACHE[key] = (model, tokenizer)
         logger.info("loaded TinyUMM from %s on %s", folder, dev)
@@ -82,11 +79,10 @@ def load_sandbox(path: str | Path | None = None, device: str = "auto") -> Sandbo
 
 @dataclass(frozen=True)
 class PatchReading:
-    """What the understanding path reads from one image given a prompt.
+    """What the understanding expert reads from one image given a prompt.
 
     ``p_yes``: P(image matches prompt); ``object``: ``(8, 8)`` P(object) per patch; ``color``/``shape``/
-    ``texture``: ``(8, 8, C)`` class probabilities per patch (rows top to bottom); ``size``: the same for
-    small / large, or None for a model without a size head.
+    ``texture``/``size``: ``(8, 8, C)`` class probabilities per patch (rows top to bottom).
     """
 
     p_yes: float
@@ -99,8 +95,7 @@ class PatchReading:
 
 @dataclass(frozen=True)
 class Grounded:
-    """One object the model found on its own: label words, pixel box, confidence; ``size`` is None when the
-    model has no size head."""
+    """One object the model found on its own: label words, pixel box, confidence."""
 
     color: str
     shape: str
@@ -124,7 +119,7 @@ def _where(box: tuple[int, int, int, int], size: int) -> str:
 
 #: Each failed check on the model's own findings multiplies P(yes) by this in the grounded global judge.
 FAILED_CHECK_FACTOR = 0.15
-GLOBAL_JUDGES = ("grounded", "ask")
+GLOBAL_JUDGES = ("learned", "grounded")
 
 
 def _wanted(found: Grounded, obj) -> bool:
@@ -215,9 +210,11 @@ class WorldReferee:
 
 
 class SandboxBackend:
-    """TinyUMM behind the :class:`~srum_core.protocol.UnifiedModel` contract (see the module docstring)."""
+    """TinyUMM v2 behind the :class:`~srum_core.protocol.UnifiedModel` contract (see the module docstring)."""
 
     name = "sandbox"
+    generation_modes = ("plain", "think")
+    train_parts = TRAIN_PARTS
 
     def __init__(self, model, tokenizer, source: str = "memory"):
         self.model = model
@@ -226,19 +223,20 @@ class SandboxBackend:
         #: Timestep shift and prompt dropout used by :meth:`token_losses` (a trainer may set them).
         self.timestep_shift: float = float(getattr(model.config, "flow_shift", 1.0))
         self.cond_dropout: float = 0.1
-        #: How :meth:`judge_global` decides: ``"grounded"`` (ask head × checks on its own findings) or ``"ask"``.
-        self.global_judge: str = "grounded"
+        #: How :meth:`judge_global` decides: ``"learned"`` (the ``<ask>`` head) or ``"grounded"`` (see above).
+        self.global_judge: str = "learned"
+        self._train_part = "gen"
 
     # ----------------------------------------------------------------------------------------------- set-up
     @classmethod
     def from_random(cls, seed: int, tiny: bool = True) -> SandboxBackend:
-        """Randomly initialised weights (tests): ``tiny`` = a 2-layer, d=32 trunk; else the shipped size."""
+        """Randomly initialised weights (tests): ``tiny`` = a 2-layer, d=32 model; else the shipped size."""
         from ..tinyumm.train import TINY, TrainRunConfig, build_model
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model, tokenizer = build_model(TINY if tiny else TrainRunConfig())
-        return cls(model.eval(), tokenizer, source=f"random(seed={seed}, tiny={tiny})")
+        return cls(model.eval().requires_grad_(False), tokenizer, source=f"random(seed={seed}, tiny={tiny})")
 
     @property
     def device(self) -> torch.device:
@@ -257,28 +255,43 @@ class SandboxBackend:
     def _dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    @torch.no_grad()
-    def _tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 3, S, S)`` in [-1, 1] → the trunk's image tokens ``(B, N, P)`` (CPU float32)."""
-        return self.model.encode_images(images.to(self.device, self._dtype)).float().cpu()
-
     def token_grid(self, width: int, height: int) -> tuple[int, int]:
         if (width, height) != self.image_size:
             raise ValueError(f"the sandbox model works on {self.image_size[0]}x{self.image_size[1]} images, got {width}x{height}")
         return (height // self.token_size, width // self.token_size)
 
+    @property
+    def train_part(self) -> str:
+        return self._train_part
+
+    def set_train_part(self, part: str) -> None:
+        """Choose what :meth:`trainable_module` returns: ``gen`` (the generation expert) or ``all``. Refused while
+        an adapter is attached to the other part (undo to the base model or reload first)."""
+        if part not in TRAIN_PARTS:
+            raise ValueError(f"train_part={part!r}: choose one of {', '.join(TRAIN_PARTS)}")
+        if part != self._train_part:
+            from ..training import adapter_kind
+
+            if adapter_kind(self) is not None:
+                raise ValueError(
+                    f"the sandbox model already carries an adapter on its {self._train_part!r} part; a round that "
+                    f"trains {part!r} needs a freshly loaded model (or keep --train-part {self._train_part})"
+                )
+            self._train_part = part
+
     def trainable_module(self) -> torch.nn.Module:
-        return self.model
+        """The generation expert (``train_part="gen"``, default) or the whole model (``"all"``)."""
+        return self.model.gen if self._train_part == "gen" else self.model
 
     def lora_target_modules(self) -> list[str]:
-        from ..tinyumm.model import TRUNK_LINEARS
+        from ..tinyumm.model import EXPERT_LINEARS
 
-        return list(TRUNK_LINEARS)
+        return list(EXPERT_LINEARS)
 
     def box_sources(self) -> dict[str, Any]:
         from ..boxes.segmenter import SegmenterBoxes
 
-        return {"self-grounding": SelfGrounding(self), "segmenter": SegmenterBoxes()}
+        return {"segmenter": SegmenterBoxes(), "self-grounding": SelfGrounding(self)}
 
     # ------------------------------------------------------------------- the world (thin delegations to it)
     def categories(self) -> tuple[str, ...]:
@@ -288,7 +301,8 @@ class SandboxBackend:
         return tuple(CATEGORIES)
 
     def prompt_sets(self) -> tuple[str, ...]:
-        """The world's prompt splits: ``train``, and ``val`` with colour–shape pairings never seen in training."""
+        """The world's prompt sets: ``train`` (what pre-training and rounds may train on), ``eval`` (in-distribution
+        evaluation prompts, never trained on) and ``val`` (transfer: colour–shape pairings never drawn in training)."""
         from ..world.prompts import SPLITS
 
         return tuple(SPLITS)
@@ -311,8 +325,9 @@ class SandboxBackend:
         return [PromptItem(text=spec.text, category=spec.category, spec=spec.to_dict()) for spec in specs]
 
     def example_prompts(self, seed: int = 0) -> list[tuple[str, str]]:
-        """One training-split prompt per category: prompts the model was built for."""
-        return [(item.category, item.text) for c in self.categories() for item in self.prompts("train", [c], 1, seed)]
+        """One in-distribution evaluation prompt per category: prompts of the kind the model was built for, which
+        no round trains on (so a before/after comparison on them shows what a round generalises)."""
+        return [(item.category, item.text) for c in self.categories() for item in self.prompts("eval", [c], 1, seed)]
 
     def referee(self) -> WorldReferee:
         return WorldReferee()
@@ -328,6 +343,12 @@ class SandboxBackend:
         return [shape for shape in SHAPES if shape in words or f"{shape}s" in words]
 
     # ------------------------------------------------------------------------------------------ generation
+    def plan(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[list[tuple[int, int, int, int, int]]]:
+        """The think mode's plans: one per (prompt, seed), written by the understanding expert."""
+        from ..tinyumm.sampling import sample_plans
+
+        return sample_plans(self.model, self.tokenizer, list(prompts), [int(s) for s in seeds], chunk=SAMPLING_CHUNK)
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -335,13 +356,16 @@ class SandboxBackend:
         config: GenerationConfig,
         callback: ProgressCallback | None = None,
     ) -> list[Sample]:
-        """One 64×64 image per (prompt, seed); see the module docstring for the determinism guarantee."""
+        """One 64×64 image per (prompt, seed) in ``config.mode``; see the module docstring for determinism."""
         from PIL import Image
 
         from ..tinyumm.data import image_to_tensor, tensor_to_uint8
-        from ..tinyumm.model import sample_patches
+        from ..tinyumm.model import patchify, unpatchify
+        from ..tinyumm.sampling import plan_text, sample_patches
 
         prompts, seeds = list(prompts), [int(s) for s in seeds]
+        if config.mode not in self.generation_modes:
+            raise ValueError(f"mode={config.mode!r}: the sandbox model generates in {', '.join(self.generation_modes)}")
         for p in prompts:
             self.tokenizer.ids(p)  # fail before sampling if a prompt is outside the vocabulary
 
@@ -349,18 +373,22 @@ class SandboxBackend:
             if callback is not None:
                 callback(ProgressEvent("generate", done, total, message=f"Euler step {done}/{total}"))
 
-        patches = sample_patches(
-            self.model, self.tokenizer, prompts, seeds, config.steps, config.guidance, chunk=SAMPLING_CHUNK,
-            callback=report,
-        )
-        with torch.no_grad():
-            arrays = tensor_to_uint8(self.model.decode_tokens(patches.to(self.device, self._dtype)).float())
-        settings = {"steps": config.steps, "guidance": config.guidance, "sampler": "flow-euler", "backend": self.name}
+        plans = self.plan(prompts, seeds) if config.mode == "think" else None
+        patches = sample_patches(self.model, self.tokenizer, prompts, seeds, config.steps, config.guidance,
+                                 plans=plans, chunk=SAMPLING_CHUNK, callback=report)
+        cfg = self.model.config
+        arrays = tensor_to_uint8(unpatchify(patches, cfg.patch_size, cfg.image_size).clamp(-1, 1))
+        settings = {"steps": config.steps, "guidance": config.guidance, "sampler": "flow-euler", "backend": self.name,
+                    "mode": config.mode}
         samples = []
-        for prompt, seed, arr in zip(prompts, seeds, arrays):
+        for i, (prompt, seed, arr) in enumerate(zip(prompts, seeds, arrays)):
             image = Image.fromarray(arr, "RGB")
-            payload = self._tokens(image_to_tensor([arr]))[0]
-            samples.append(Sample(prompt=prompt, seed=seed, image=image, payload=payload, settings=dict(settings)))
+            payload = patchify(image_to_tensor([arr]), cfg.patch_size)[0]
+            extra = dict(settings)
+            if plans is not None:
+                extra["plan"] = plan_text(self.model, plans[i])
+                extra["plan_objects"] = [list(o) for o in plans[i]]
+            samples.append(Sample(prompt=prompt, seed=seed, image=image, payload=payload, settings=extra))
         return samples
 
     # ------------------------------------------------------------------------------------------- training
@@ -373,20 +401,22 @@ class SandboxBackend:
     ) -> torch.Tensor:
         """``(B, 64)`` per-token ``mean_c (v_θ - (ε - x0))²`` at logit-normal timesteps, with grad.
 
-        Conditioned on each sample's original prompt, dropped (→ empty prompt) with probability
-        ``cond_dropout`` (default ``self.cond_dropout``) so CFG keeps working; ``timestep_shift`` defaults to
-        ``self.timestep_shift``. ``generator``: a CPU ``torch.Generator`` for t, ε and the dropout draws.
+        Conditioned on each sample's original short prompt (also for think-mode samples: SRUM trains the plain
+        model on them), dropped (→ empty prompt) with probability ``cond_dropout`` (default
+        ``self.cond_dropout``) so CFG keeps working; ``timestep_shift`` defaults to ``self.timestep_shift``.
+        ``generator``: a CPU ``torch.Generator`` for t, ε and the dropout draws.
         """
         from ..tinyumm.data import image_to_tensor
-        from ..tinyumm.model import flow_timesteps
+        from ..tinyumm.model import flow_timesteps, patchify
 
         if not samples:
             raise ValueError("token_losses needs at least one sample")
         shift = self.timestep_shift if timestep_shift is None else float(timestep_shift)
         drop_p = self.cond_dropout if cond_dropout is None else float(cond_dropout)
+        p = self.token_size
         x0 = torch.stack([
             torch.as_tensor(s.payload, dtype=torch.float32) if s.payload is not None
-            else self._tokens(image_to_tensor([s.image]))[0]
+            else patchify(image_to_tensor([s.image]), p)[0]
             for s in samples
         ])
         b = x0.shape[0]
@@ -396,39 +426,15 @@ class SandboxBackend:
         texts = ["" if d else s.prompt for s, d in zip(samples, drop.tolist())]
         ids, mask = self.tokenizer.encode(texts)
         dev = self.device
-        xt = ((1 - t[:, None, None]) * x0 + t[:, None, None] * eps).to(dev)
+        xt = ((1 - t[:, None, None]) * x0 + t[:, None, None] * eps).to(dev, self._dtype)
         target = (eps - x0).to(dev)
-        mode = torch.zeros(b, dtype=torch.long, device=dev)
-        v = self.model(ids.to(dev), mask.to(dev), xt, t.to(dev), mode)["velocity"]
+        text_grad = any(q.requires_grad for q in self.model.und.parameters())
+        with torch.set_grad_enabled(text_grad and torch.is_grad_enabled()):
+            text = self.model.encode_text(ids.to(dev), mask.to(dev))
+        v = self.model.velocity(text, xt, t.to(dev, self._dtype))
         return (v.float() - target).pow(2).mean(-1)
 
     # -------------------------------------------------------------------------------------- understanding
-    @torch.no_grad()
-    def read(self, images: Sequence[Any], prompts: Sequence[str]) -> list[PatchReading]:
-        """The understanding path on 64×64 images (PIL or ``(64, 64, 3)`` uint8) given their prompts."""
-        from ..tinyumm.data import image_to_tensor
-
-        return self._read_tensor(image_to_tensor([self._check_image(im) for im in images]), list(prompts))
-
-    @torch.no_grad()
-    def _read_tensor(self, images: torch.Tensor, prompts: list[str]) -> list[PatchReading]:
-        ids, mask = self.tokenizer.encode(prompts)
-        dev = self.device
-        b = images.shape[0]
-        out = self.model(
-            ids.to(dev), mask.to(dev), self._tokens(images).to(dev),
-            torch.zeros(b, device=dev), torch.ones(b, dtype=torch.long, device=dev),
-        )
-        g = self.image_size[0] // self.token_size
-        p_yes = torch.sigmoid(out["yes"]).float().cpu().numpy()
-        obj = torch.sigmoid(out["object"]).float().cpu().numpy().reshape(b, g, g)
-        col = torch.softmax(out["color"], -1).float().cpu().numpy().reshape(b, g, g, -1)
-        shp = torch.softmax(out["shape"], -1).float().cpu().numpy().reshape(b, g, g, -1)
-        tex = torch.softmax(out["texture"], -1).float().cpu().numpy().reshape(b, g, g, -1)
-        siz = torch.softmax(out["size"], -1).float().cpu().numpy().reshape(b, g, g, -1) if "size" in out else None
-        return [PatchReading(float(p_yes[i]), obj[i], col[i], shp[i], tex[i], None if siz is None else siz[i])
-                for i in range(b)]
-
     def _check_image(self, image: Any) -> np.ndarray:
         arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
         if arr.shape != (self.image_size[1], self.image_size[0], 3) or arr.dtype != np.uint8:
@@ -437,6 +443,37 @@ class SandboxBackend:
                 f"of shape {arr.shape} and dtype {arr.dtype} (resize the image first)"
             )
         return arr
+
+    @torch.no_grad()
+    def _understand(self, images: Sequence[Any], prompts: Sequence[str], boxes=None) -> dict[str, torch.Tensor]:
+        from ..tinyumm.data import image_to_tensor
+        from ..tinyumm.model import patchify
+
+        arrays = [self._check_image(im) for im in images]
+        ids, mask = self.tokenizer.encode(list(prompts))
+        dev = self.device
+        text = self.model.encode_text(ids.to(dev), mask.to(dev))
+        patches = patchify(image_to_tensor(arrays), self.token_size).to(dev, self._dtype)
+        box_t = None if boxes is None else torch.as_tensor(np.asarray(boxes, dtype=np.float32)).to(dev, self._dtype)
+        out = self.model.understand(text, patches, box_t)
+        return {k: v.float().cpu() for k, v in out.items()}
+
+    def read(self, images: Sequence[Any], prompts: Sequence[str]) -> list[PatchReading]:
+        """The understanding expert on 64×64 images (PIL or ``(64, 64, 3)`` uint8) given their prompts."""
+        out = self._understand(images, prompts)
+        return [self._reading(out, i) for i in range(len(images))]
+
+    def _reading(self, out: dict[str, torch.Tensor], i: int) -> PatchReading:
+        g = self.image_size[0] // self.token_size
+
+        def probs(key: str) -> np.ndarray:
+            return torch.softmax(out[key][i], -1).numpy().reshape(g, g, -1)
+
+        return PatchReading(
+            p_yes=float(torch.sigmoid(out["yes"][i])),
+            object=torch.sigmoid(out["object"][i]).numpy().reshape(g, g),
+            color=probs("color"), shape=probs("shape"), texture=probs("texture"), size=probs("size"),
+        )
 
     def ground(self, image: Any, prompt: str = "", reading: PatchReading | None = None) -> list[Grounded]:
         """Objects the model finds by itself: components of same-label patches (see :class:`SelfGrounding`)."""
@@ -464,13 +501,12 @@ class SandboxBackend:
                 ys = [c[0] for c in cells]
                 xs = [c[1] for c in cells]
                 w = np.array([r.object[c] for c in cells])
-                col = (np.stack([r.color[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
-                shp = (np.stack([r.shape[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
-                tex = (np.stack([r.texture[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
-                size = None
-                if r.size is not None:
-                    siz = (np.stack([r.size[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
-                    size = cfg.sizes[int(siz.argmax())]
+
+                def pooled(field: np.ndarray, cells=cells, w=w) -> np.ndarray:
+                    return (np.stack([field[c] for c in cells]) * w[:, None]).sum(0) / w.sum()
+
+                col, shp, tex = pooled(r.color), pooled(r.shape), pooled(r.texture)
+                size = cfg.sizes[int(pooled(r.size).argmax())] if r.size is not None else None
                 conf = float(w.mean() * col.max() * shp.max())
                 box = (min(xs) * ps, min(ys) * ps, (max(xs) + 1) * ps, (max(ys) + 1) * ps)
                 found.append(Grounded(cfg.colors[int(col.argmax())], cfg.shapes[int(shp.argmax())],
@@ -479,10 +515,11 @@ class SandboxBackend:
         return found
 
     def judge_global(self, image: Any, prompt: str, config: JudgeConfig) -> GlobalJudgement:
-        """``g = 2p - 1``. ``global_judge="ask"``: ``p = P(yes)`` of the ``<ask>`` head alone. ``"grounded"``
-        (default): the model first lists what its own heads found where (self-grounding), checks that list
-        against the prompt (:func:`grounded_checks`), and ``p = P(yes) · FAILED_CHECK_FACTOR^(failed checks)``.
-        The reason is the model's own findings and checks; the referee is never consulted."""
+        """``g = 2p - 1``: ``p`` is the learned ``<ask>`` head's P(yes) (``global_judge="learned"``), or that times
+        ``FAILED_CHECK_FACTOR`` per failed check of the model's findings (``"grounded"``). The reason lists the
+        model's own findings; the referee is never consulted."""
+        if self.global_judge not in GLOBAL_JUDGES:
+            raise ValueError(f"global_judge={self.global_judge!r}: choose one of {', '.join(GLOBAL_JUDGES)}")
         reading = self.read([image], [prompt])[0]
         found = self.ground(image, prompt, reading)
         size = self.image_size[0]
@@ -512,98 +549,45 @@ class SandboxBackend:
     def judge_regions(
         self, image: Any, prompt: str, regions: Sequence[Region], config: JudgeConfig
     ) -> list[RegionJudgement]:
-        """One judgement per region, in order; see the module docstring for views and the score."""
-        from ..tinyumm.data import crop_resize, image_to_tensor
-        from ..world.prompts import parse_prompt
-
-        spec = parse_prompt(prompt)
-        if spec is None:
-            raise ValueError(
-                f"the sandbox judge cannot read the prompt {prompt!r}: it is outside the world's grammar "
-                "(see `python -m srum_core prompts --backend sandbox` for prompts it knows)"
-            )
-        arr = self._check_image(image)
+        """One judgement per region, in order, from one pass of the understanding expert (region queries)."""
+        self._check_image(image)
         size = self.image_size[0]
-        view = "coords" if config.region_view == "boxes" else config.region_view
         clamped = [r.clamped(size, size) for r in regions]
         visible = [i for i, r in enumerate(clamped) if r.area > 0]
-        full = image_to_tensor([arr])
-        readings: dict[int, tuple[np.ndarray, PatchReading]] = {}
-        # The full-image reading serves the coordinate view and the size head (sizes need the uncropped image).
-        needs_whole = visible and (view != "crop" or self.model.size_head is not None)
-        whole = self._read_tensor(full, [prompt])[0] if needs_whole else None
-        if view == "crop" and visible:
-            crops = torch.stack([crop_resize(full[0], None, clamped[i].box, size)[0] for i in visible])
-            for i, rd in zip(visible, self._read_tensor(crops, [prompt] * len(visible))):
-                readings[i] = (np.ones_like(rd.object), rd)  # the whole crop is the region
-        elif visible:
-            for i in visible:
-                readings[i] = (self._box_weights(clamped[i].box), whole)
-        out = []
+        out_regions: dict[int, dict[str, float | str]] = {}
+        if visible:
+            out = self._understand([image], [prompt], boxes=[[list(clamped[i].box) for i in visible]])
+            cfg = self.model.config
+            for j, i in enumerate(visible):
+                names = [
+                    cfg.sizes[int(out["region_size"][0, j].argmax())],
+                    cfg.textures[int(out["region_texture"][0, j].argmax())],
+                    cfg.colors[int(out["region_color"][0, j].argmax())],
+                    cfg.shapes[int(out["region_shape"][0, j].argmax())],
+                ]
+                if names[1] == "solid":
+                    names.pop(1)
+                out_regions[i] = {"p": float(torch.sigmoid(out["region_yes"][0, j])),
+                                  "p_object": float(torch.sigmoid(out["region_object"][0, j])), "name": " ".join(names)}
+        results = []
         for i, (region, cl) in enumerate(zip(regions, clamped)):
             region_text = f"region [{cl.box[0]}, {cl.box[1]}, {cl.box[2]}, {cl.box[3]}]"
-            if i not in readings:
+            if i not in out_regions:
                 question = fill_template(config.region_template, prompt=prompt, region=region_text, object="nothing")
-                out.append(RegionJudgement(region=region, object_name="", score=None, parse_status="failed",
-                                           reason="the region is empty after clamping to the image",
-                                           question=question, raw_text=f"Q: {question}\nA: (region not visible)"))
+                results.append(RegionJudgement(region=region, object_name="", score=None, parse_status="failed",
+                                               reason="the region is empty after clamping to the image",
+                                               question=question, raw_text=f"Q: {question}\nA: (region not visible)"))
                 continue
-            cover, rd = readings[i]
-            sizes = self._size_probs(whole, clamped[i].box)
-            out.append(self._judge_one(region, region_text, cover, rd, spec, prompt, config, sizes))
-        return out
-
-    def _box_weights(self, box: tuple[int, int, int, int]) -> np.ndarray:
-        """``(8, 8)`` fraction of each patch inside ``box``."""
-        ps, g = self.token_size, self.image_size[0] // self.token_size
-        edges = np.arange(g + 1) * ps
-        fx = np.clip(np.minimum(edges[1:], box[2]) - np.maximum(edges[:-1], box[0]), 0, ps) / ps
-        fy = np.clip(np.minimum(edges[1:], box[3]) - np.maximum(edges[:-1], box[1]), 0, ps) / ps
-        return fy[:, None] * fx[None, :]
-
-    def _size_probs(self, whole: PatchReading | None, box: tuple[int, int, int, int]) -> np.ndarray | None:
-        """Small / large probabilities of the object in ``box``, from the size head on the FULL image (a resized
-        crop shows no absolute size), pooled over the box's patches weighted by objectness; None without a
-        size head."""
-        if whole is None or whole.size is None:
-            return None
-        w = self._box_weights(box) * whole.object
-        if w.sum() <= 1e-6:
-            w = self._box_weights(box)
-        return (whole.size * (w / w.sum())[..., None]).sum((0, 1))
-
-    def _judge_one(
-        self, region, region_text, cover, rd: PatchReading, spec, prompt, config, sizes: np.ndarray | None = None
-    ) -> RegionJudgement:
-        cfg = self.model.config
-        w = cover * rd.object
-        p_object = float((cover * rd.object).max())
-        if w.sum() <= 1e-6:
-            w = cover
-        w = w / w.sum()
-        col = (rd.color * w[..., None]).sum((0, 1))
-        shp = (rd.shape * w[..., None]).sum((0, 1))
-        tex = (rd.texture * w[..., None]).sum((0, 1))
-        named = Grounded(cfg.colors[int(col.argmax())], cfg.shapes[int(shp.argmax())], cfg.textures[int(tex.argmax())],
-                         region.box, p_object, None if sizes is None else cfg.sizes[int(sizes.argmax())])
-        best, best_phrase = 0.0, ""
-        for obj in spec.objects:
-            p = 1.0
-            if obj.color is not None:
-                p *= float(col[list(cfg.colors).index(obj.color)])
-            p *= float(shp[list(cfg.shapes).index(obj.shape)])
-            if obj.texture is not None:
-                p *= float(tex[list(cfg.textures).index(obj.texture)])
-            if obj.size is not None and sizes is not None:
-                p *= float(sizes[list(cfg.sizes).index(obj.size)])
-            if p > best:
-                best, best_phrase = p, obj.phrase
-        p_yes = p_object * best
-        score = 2.0 * p_yes - 1.0
-        question = fill_template(config.region_template, prompt=prompt, region=region_text, object=named.name)
-        answer = "Yes" if p_yes >= 0.5 else "No"
-        reason = (f"I see a {named.name} (P(object)={p_object:.2f}); best match to the prompt: "
-                  f"{best_phrase} (p={best:.2f}).")
-        raw = f"Q: {question}\nA: {answer} (p={p_yes:.2f})\nIdentified Object: {named.name}"
-        return RegionJudgement(region=region, object_name=named.name, score=score, reason=reason, raw_text=raw,
-                               parse_status="ok", raw_score=score, question=question)
+            r = out_regions[i]
+            p, p_obj, name = float(r["p"]), float(r["p_object"]), str(r["name"])
+            if p_obj < 0.5:
+                name = f"background (nearest: {name})"
+            score = 2.0 * p - 1.0
+            question = fill_template(config.region_template, prompt=prompt, region=region_text, object=name)
+            asked = "one the prompt asks for" if p >= 0.5 else "not what the prompt asks for"
+            reason = f"I see a {name} (P(object)={p_obj:.2f}); it is {asked} (p={p:.2f})."
+            raw = (f"Q: {question}\nA: {'Yes' if p >= 0.5 else 'No'} (p={p:.2f})\nIdentified Object: {name}\n"
+                   "View: box query on the full image")
+            results.append(RegionJudgement(region=region, object_name=name, score=score, reason=reason, raw_text=raw,
+                                           parse_status="ok", raw_score=score, question=question))
+        return results

@@ -1,42 +1,38 @@
-"""Training data for TinyUMM, drawn from the synthetic world (srum_core.world).
+"""Training data for TinyUMM v2, drawn fresh from the synthetic world every step (srum_core.world).
 
-A :class:`WorldPool` holds rendered examples in flat numpy arrays and refreshes a few of them each step, so
-training sees a stream of new layouts without rendering a whole batch per step on a 2-core machine.
+Objects sit on the world's slot grid and are pasted from a cache of exact tiles, so a batch of 64 images costs a
+few milliseconds on a CPU: training never sees the same layout twice.
 
-Each pool entry is one prompt spec with two renders:
-- ``pos``: a layout that satisfies the spec (generation target; understanding "yes");
-- ``neg``: a layout of ``perturb_spec(spec)``, a near miss that contradicts the prompt (understanding "no").
-Both come with a per-pixel object-id map, so dense labels (object / colour / shape / texture per patch)
-exist for either render and for crops of them.
-
-Understanding images are degraded at random (blur, noise, partially-noised ``x_t`` at small ``t``,
-brightness shifts) so the judge stays accurate on the model's own blurry generations.
+- **Generation** batches (:meth:`WorldSampler.generation_batch`): renders of *train*-split prompts under
+  *noisy* captions (:mod:`srum_core.world.captions`, like web alt-text), a share of them also conditioned on
+  their exact plan (the think mode's input), a share with the null condition (for CFG).
+- **Understanding** batches (:meth:`WorldSampler.understanding_batch`): prompts of every split with *exact*
+  labels: half the images show the prompt, half a near miss (:func:`~srum_core.world.prompts.perturb_spec`) or
+  another prompt; one region query per object (and sometimes an empty box) labelled "an object the prompt asks
+  for" or not, with its attributes; per-patch labels; and the plan of the prompt's own layout as the planner's
+  target. Images are degraded at random (blur, noise, brightness, faint ghosts) so the judge stays right on the
+  model's own imperfect drawings.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..world import render as world_render
 from ..world import spec as world_spec
-
-logger = logging.getLogger(__name__)
+from ..world.captions import CaptionNoise, noisy_caption
 
 IGNORE = -100
-#: A patch counts as part of an object when the object covers at least this fraction of it.
-OBJECT_COVERAGE = 0.15
 MAX_OBJECTS = world_spec.MAX_OBJECTS
 
 
-def world_classes() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """``(colors, shapes, textures)`` class names of the per-patch heads, in head order."""
-    return tuple(world_spec.COLORS), tuple(world_spec.SHAPES), tuple(world_spec.TEXTURES)
+def world_classes() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(colors, shapes, textures, sizes)`` class names of the heads and plan fields, in order."""
+    return tuple(world_spec.COLORS), tuple(world_spec.SHAPES), tuple(world_spec.TEXTURES), tuple(world_spec.SIZES)
 
 
 def image_to_tensor(images: Sequence) -> torch.Tensor:
@@ -51,48 +47,6 @@ def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def object_id_map(scene) -> np.ndarray:
-    """``(S, S)`` int8: 0 background, ``k + 1`` where object ``k`` covers at least half the pixel."""
-    masks = world_render.render_masks(scene)
-    out = np.zeros((scene.size, scene.size), dtype=np.int8)
-    if len(masks):
-        best = masks.argmax(0)
-        out[:] = np.where(masks.max(0) >= 0.5, best + 1, 0)
-    return out
-
-
-def object_attributes(scene, colors: Sequence[str], shapes: Sequence[str], textures: Sequence[str]) -> np.ndarray:
-    """``(MAX_OBJECTS + 1, 4)`` int64 class ids ``[color, shape, texture, size]`` (size indexes
-    ``world.spec.SIZES``); row 0 (background) is IGNORE."""
-    table = np.full((MAX_OBJECTS + 1, 4), IGNORE, dtype=np.int64)
-    for k, obj in enumerate(scene.objects):
-        table[k + 1] = (colors.index(obj.color), shapes.index(obj.shape), textures.index(obj.texture),
-                        world_spec.SIZES.index(obj.size))
-    return table
-
-
-def patch_labels(id_maps: torch.Tensor, attrs: torch.Tensor, patch: int) -> dict[str, torch.Tensor]:
-    """Dense labels per patch from pixel object-id maps.
-
-    ``id_maps``: ``(B, S, S)`` long (0 background, k+1 object k); ``attrs``: ``(B, K+1, A)`` long with A = 3
-    (colour, shape, texture) or 4 (… and size).
-    Returns ``object (B, N)`` float in {0, 1} and ``color``/``shape``/``texture`` (and ``size`` when A = 4)
-    ``(B, N)`` long with IGNORE on background patches. N = (S / patch)², row-major.
-    """
-    k1 = attrs.shape[1]
-    onehot = F.one_hot(id_maps.long(), k1).permute(0, 3, 1, 2).float()  # B, K+1, S, S
-    cover = F.avg_pool2d(onehot, patch).flatten(2)  # B, K+1, N
-    fg = 1.0 - cover[:, 0]
-    best = cover[:, 1:].argmax(1) + 1  # B, N: the object covering most of the patch
-    is_obj = fg >= OBJECT_COVERAGE
-    picked = torch.gather(attrs, 1, best[..., None].expand(-1, -1, attrs.shape[-1]))  # B, N, A
-    picked = torch.where(is_obj[..., None], picked, torch.full_like(picked, IGNORE))
-    out = {"object": is_obj.float(), "color": picked[..., 0], "shape": picked[..., 1], "texture": picked[..., 2]}
-    if attrs.shape[-1] > 3:
-        out["size"] = picked[..., 3]
-    return out
-
-
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)`` with reflect padding."""
     radius = max(1, int(round(3 * sigma)))
@@ -105,165 +59,262 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def degrade(images: torch.Tensor, gen: torch.Generator, p_clean: float = 0.35) -> torch.Tensor:
-    """Random degradations per image (``(B, 3, H, W)`` in [-1, 1]): blur, noise, ``x_t`` mixing, brightness."""
+def draw_scenes(scenes: Sequence) -> np.ndarray:
+    """``(B, S, S, 3)`` uint8 renders of slot scenes (exactly :func:`~srum_core.world.render.render_scene`)."""
+    from ..world.render import object_tile
+
+    size = world_spec.IMAGE_SIZE
+    step = world_spec.SLOT
+    out = np.empty((len(scenes), size, size, 3), dtype=np.uint8)
+    out[:] = world_spec.BACKGROUND
+    for b, scene in enumerate(scenes):
+        for obj in scene.objects:
+            r, c = divmod(world_spec.slot_of(obj.cx, obj.cy), world_spec.GRID)
+            out[b, r * step : (r + 1) * step, c * step : (c + 1) * step] = object_tile(
+                obj.shape, obj.color, obj.size, obj.texture
+            )[0]
+    return out
+
+
+def object_wanted(obj, spec) -> bool:
+    """Is ``obj`` (anything with shape/colour/size/texture) an object ``spec`` asks for — its kind, and its size
+    and texture where the prompt fixes them? The per-object question both the judge and the referee answer."""
+    return any(
+        o.shape == obj.shape and (o.color is None or o.color == obj.color)
+        and (o.size is None or o.size == obj.size) and (o.texture is None or o.texture == obj.texture)
+        for o in spec.objects
+    )
+
+
+def plan_objects(spec, scene, classes) -> list[tuple[int, int, int, int, int]]:
+    """The canonical plan of ``scene`` drawn for ``spec``: objects in the prompt's order, copies of one kind by
+    slot, each ``(slot, colour, shape, size, texture)`` as class indices of ``classes`` (see :func:`world_classes`)."""
+    colors, shapes, textures, sizes = classes
+    objs = list(scene.objects)
+    out = []
+    start = 0
+    for o in spec.objects:
+        group = sorted(objs[start : start + o.count], key=lambda p: world_spec.slot_of(p.cx, p.cy, scene.size))
+        start += o.count
+        for p in group:
+            out.append((world_spec.slot_of(p.cx, p.cy, scene.size), colors.index(p.color), shapes.index(p.shape),
+                        sizes.index(p.size), textures.index(p.texture)))
+    return out
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the sampler draws. ``caption_noise``: generation captions only. ``plan_p``: share of generation
+    examples also conditioned on their exact plan (think mode). ``und_splits``: share of understanding prompts
+    from each split. ``easy_negative_p``: share of negatives that show another prompt's render instead of a near
+    miss. ``empty_region_p``: chance of one extra query on an empty box. ``p_clean``: share of understanding
+    images left undegraded. ``box_jitter``: ± pixels on each side of a region box (boxes from a segmenter are
+    not exact)."""
+
+    caption_noise: CaptionNoise = field(default_factory=CaptionNoise)
+    plan_p: float = 0.5
+    und_splits: tuple[tuple[str, float], ...] = (("train", 0.55), ("eval", 0.15), ("val", 0.3))
+    easy_negative_p: float = 0.2
+    empty_region_p: float = 0.5
+    p_clean: float = 0.4
+    ghost_p: float = 0.15
+    box_jitter: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.caption_noise, dict):
+            object.__setattr__(self, "caption_noise", CaptionNoise(**self.caption_noise))
+        object.__setattr__(self, "und_splits", tuple((str(a), float(b)) for a, b in self.und_splits))
+        if not 0.0 <= self.plan_p <= 1.0:
+            raise ValueError("plan_p must lie in [0, 1]")
+        if abs(sum(w for _, w in self.und_splits) - 1.0) > 1e-6:
+            raise ValueError("und_splits weights must sum to 1")
+
+
+def draw_specs(split: str, n: int, rng: np.random.Generator) -> list:
+    """``n`` random prompts of ``split``, categories uniform, repeats allowed (fast: no distinctness search)."""
+    from ..world.prompts import _random_spec, split_of
+
+    out = []
+    cats = world_spec.CATEGORIES
+    for _ in range(n):
+        cat = cats[int(rng.integers(len(cats)))]
+        while True:
+            try:
+                spec = _random_spec(cat, rng)
+            except ValueError:
+                continue
+            if split_of(spec) == split:
+                out.append(spec)
+                break
+    return out
+
+
+class WorldSampler:
+    """Fresh training batches from the world, deterministic from ``seed`` (numpy for the world, a torch
+    generator for noise)."""
+
+    def __init__(self, config: DataConfig, seed: int, classes=None, n_slots: int = world_spec.N_SLOTS,
+                 patch: int = 8):
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self.classes = classes or world_classes()
+        self.n_slots = n_slots
+        self.patch = patch
+
+    # -------------------------------------------------------------------------------------------- generation
+    def generation_batch(self, n: int, cond_dropout: float) -> dict:
+        """``texts`` (noisy captions; "" = null), ``images (n, 3, S, S)`` in [-1, 1], ``plans`` (exact plan or
+        None per example) and ``specs``."""
+        from ..world.render import sample_scene
+
+        specs = draw_specs("train", n, self.rng)
+        scenes = [sample_scene(s, self.rng) for s in specs]
+        texts, plans = [], []
+        for spec, scene in zip(specs, scenes):
+            if self.rng.random() < cond_dropout:
+                texts.append("")
+                plans.append(None)
+                continue
+            text, _ = noisy_caption(spec, self.rng, self.config.caption_noise)
+            texts.append(text)
+            plans.append(plan_objects(spec, scene, self.classes) if self.rng.random() < self.config.plan_p else None)
+        images = torch.from_numpy(draw_scenes(scenes)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return {"texts": texts, "images": images, "plans": plans, "specs": specs}
+
+    # ----------------------------------------------------------------------------------------- understanding
+    def _und_specs(self, n: int) -> list:
+        names = [s for s, _ in self.config.und_splits]
+        weights = np.array([w for _, w in self.config.und_splits])
+        picks = self.rng.choice(len(names), size=n, p=weights)
+        out = [None] * n
+        for k, name in enumerate(names):
+            idx = np.flatnonzero(picks == k)
+            for i, spec in zip(idx, draw_specs(name, len(idx), self.rng)):
+                out[int(i)] = spec
+        return out
+
+    def understanding_batch(self, n: int, gen: torch.Generator) -> dict:
+        """Exact-label understanding examples (see the module docstring).
+
+        Returns ``texts``; ``images (n, 3, S, S)``; ``yes (n,)``; per patch ``object (n, N)`` float and
+        ``color``/``shape``/``texture``/``size`` ``(n, N)`` long (IGNORE on background); regions ``boxes (n, R, 4)``
+        pixels, ``box_mask (n, R)``, ``region_yes``/``region_object (n, R)`` float, ``region_color``/
+        ``region_shape``/``region_texture``/``region_size (n, R)`` long; ``plans`` (the prompt's own layout).
+        """
+        from ..world.prompts import perturb_spec
+        from ..world.render import sample_scene, scene_matches
+
+        colors, shapes, textures, sizes = self.classes
+        specs = self._und_specs(n)
+        pos_scenes = [sample_scene(s, self.rng) for s in specs]
+        shown, yes = [], np.zeros(n, dtype=np.float32)
+        for i, (spec, scene) in enumerate(zip(specs, pos_scenes)):
+            if self.rng.random() < 0.5:
+                shown.append(scene)
+                yes[i] = 1.0
+            elif self.rng.random() < self.config.easy_negative_p:
+                other = specs[int(self.rng.integers(n))]
+                other_scene = sample_scene(other, self.rng)
+                shown.append(other_scene)
+                yes[i] = float(scene_matches(spec, other_scene))  # another prompt's render may still fit
+            else:
+                near = sample_scene(perturb_spec(spec, self.rng), self.rng)
+                shown.append(near)
+                yes[i] = float(scene_matches(spec, near))
+        images = draw_scenes(shown)
+        r_max = MAX_OBJECTS + 1
+        boxes = np.zeros((n, r_max, 4), dtype=np.float32)
+        box_mask = np.zeros((n, r_max), dtype=bool)
+        reg = {k: np.full((n, r_max), IGNORE, dtype=np.int64) for k in ("color", "shape", "texture", "size")}
+        reg_yes = np.zeros((n, r_max), dtype=np.float32)
+        reg_obj = np.zeros((n, r_max), dtype=np.float32)
+        g = world_spec.IMAGE_SIZE // self.patch
+        per_slot = g // world_spec.GRID
+        patch_lab = {k: np.full((n, g, g), IGNORE, dtype=np.int64) for k in ("color", "shape", "texture", "size")}
+        patch_obj = np.zeros((n, g, g), dtype=np.float32)
+        jit = self.config.box_jitter
+        size = world_spec.IMAGE_SIZE
+        for i, (spec, scene) in enumerate(zip(specs, shown)):
+            used = set()
+            for k, obj in enumerate(scene.objects):
+                slot = world_spec.slot_of(obj.cx, obj.cy)
+                used.add(slot)
+                x1, y1, x2, y2 = obj.box
+                d = self.rng.integers(-jit, jit + 1, size=4) if jit else np.zeros(4, dtype=int)
+                bx = [max(0, x1 + d[0]), max(0, y1 + d[1]), min(size, x2 + d[2]), min(size, y2 + d[3])]
+                boxes[i, k] = bx
+                box_mask[i, k] = True
+                reg_yes[i, k] = float(object_wanted(obj, spec))
+                reg_obj[i, k] = 1.0
+                labels = (colors.index(obj.color), shapes.index(obj.shape), textures.index(obj.texture),
+                          sizes.index(obj.size))
+                r, c = divmod(slot, world_spec.GRID)
+                for key, value in zip(("color", "shape", "texture", "size"), labels):
+                    reg[key][i, k] = value
+                    patch_lab[key][i, r * per_slot : (r + 1) * per_slot, c * per_slot : (c + 1) * per_slot] = value
+                patch_obj[i, r * per_slot : (r + 1) * per_slot, c * per_slot : (c + 1) * per_slot] = 1.0
+            k = len(scene.objects)
+            if k < r_max and self.rng.random() < self.config.empty_region_p:
+                free = [s for s in range(world_spec.N_SLOTS) if s not in used]
+                slot = free[int(self.rng.integers(len(free)))]
+                r, c = divmod(slot, world_spec.GRID)
+                cell = world_spec.SLOT
+                lo = self.rng.integers(0, 5, size=2)
+                hi = self.rng.integers(0, 5, size=2)
+                boxes[i, k] = [c * cell + lo[0], r * cell + lo[1], (c + 1) * cell - hi[0], (r + 1) * cell - hi[1]]
+                box_mask[i, k] = True
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        x = self._ghosts(x, shown)
+        plans = [plan_objects(s, sc, self.classes) for s, sc in zip(specs, pos_scenes)]
+        return {
+            "texts": [s.text for s in specs],
+            "images": degrade(x, gen, self.config.p_clean),
+            "yes": torch.from_numpy(yes),
+            "object": torch.from_numpy(patch_obj.reshape(n, -1)),
+            **{k: torch.from_numpy(v.reshape(n, -1)) for k, v in patch_lab.items()},
+            "boxes": torch.from_numpy(boxes),
+            "box_mask": torch.from_numpy(box_mask),
+            "region_yes": torch.from_numpy(reg_yes),
+            "region_object": torch.from_numpy(reg_obj),
+            **{f"region_{k}": torch.from_numpy(v) for k, v in reg.items()},
+            "plans": plans,
+            "specs": specs,
+        }
+
+    def _ghosts(self, images: torch.Tensor, scenes: Sequence) -> torch.Tensor:
+        """Blend a faint object (10–30%) into an empty slot of some images: a flow sample's unresolved ghost,
+        which the referee does not count and the judge must ignore."""
+        from ..world.render import object_tile
+
+        colors, shapes, textures, sizes = self.classes
+        step = world_spec.SLOT
+        for i, scene in enumerate(scenes):
+            if self.rng.random() >= self.config.ghost_p:
+                continue
+            used = {world_spec.slot_of(o.cx, o.cy) for o in scene.objects}
+            free = [s for s in range(world_spec.N_SLOTS) if s not in used]
+            slot = free[int(self.rng.integers(len(free)))]
+            tile = object_tile(shapes[int(self.rng.integers(len(shapes)))], colors[int(self.rng.integers(len(colors)))],
+                               sizes[int(self.rng.integers(len(sizes)))], textures[int(self.rng.integers(len(textures)))])[0]
+            alpha = float(self.rng.uniform(0.1, 0.3))
+            t = torch.from_numpy(tile.astype(np.float32)).permute(2, 0, 1).div(127.5).sub(1.0)
+            r, c = divmod(slot, world_spec.GRID)
+            region = images[i, :, r * step : (r + 1) * step, c * step : (c + 1) * step]
+            images[i, :, r * step : (r + 1) * step, c * step : (c + 1) * step] = (1 - alpha) * region + alpha * t
+        return images
+
+
+def degrade(images: torch.Tensor, gen: torch.Generator, p_clean: float = 0.4) -> torch.Tensor:
+    """Random degradations per image (``(B, 3, H, W)`` in [-1, 1]): blur, noise, brightness shifts."""
     out = []
     for img in images:
         x = img[None]
         if torch.rand((), generator=gen).item() >= p_clean:
             if torch.rand((), generator=gen).item() < 0.5:
-                x = gaussian_blur(x, 0.4 + 1.2 * torch.rand((), generator=gen).item())
-            if torch.rand((), generator=gen).item() < 0.4:
-                # A partially-noised flow state at small t, like an under-converged sample.
-                t = 0.05 + 0.3 * torch.rand((), generator=gen).item()
-                x = (1 - t) * x + t * torch.randn(x.shape, generator=gen)
-            if torch.rand((), generator=gen).item() < 0.4:
-                x = x + (0.02 + 0.1 * torch.rand((), generator=gen).item()) * torch.randn(x.shape, generator=gen)
+                x = gaussian_blur(x, 0.3 + 0.7 * torch.rand((), generator=gen).item())
+            if torch.rand((), generator=gen).item() < 0.5:
+                x = x + (0.02 + 0.08 * torch.rand((), generator=gen).item()) * torch.randn(x.shape, generator=gen)
             if torch.rand((), generator=gen).item() < 0.3:
                 x = x + 0.1 * (torch.rand((1, 3, 1, 1), generator=gen) - 0.5)
         out.append(x.clamp(-1, 1))
     return torch.cat(out)
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    """Size and refresh rate of the rendered pool; ``val_fraction`` of entries use validation-split prompts
-    (understanding only: the generator never trains on them)."""
-
-    size: int = 2500
-    refresh_per_step: int = 6
-    val_fraction: float = 0.3
-    n_prompts: int = 4000
-
-    def __post_init__(self) -> None:
-        if self.size < 8:
-            raise ValueError(f"size={self.size}: the pool needs at least 8 entries")
-        if not 0 <= self.refresh_per_step <= self.size:
-            raise ValueError("refresh_per_step must lie between 0 and the pool size")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError("val_fraction must lie in [0, 1)")
-
-
-class WorldPool:
-    """Rendered (prompt, positive render, negative render) entries with dense labels, refreshed in place.
-
-    Arrays: ``images (M, 2, S, S, 3)`` uint8 (slot 0 positive, 1 negative), ``ids (M, 2, S, S)`` int8,
-    ``attrs (M, 2, K+1, 3)`` int64, ``texts`` (M prompt strings), ``is_train (M,)`` bool.
-    """
-
-    def __init__(self, config: PoolConfig, seed: int, size: int = world_spec.IMAGE_SIZE):
-        from ..world import prompts as world_prompts
-
-        self.config = config
-        self.size = size
-        self.rng = np.random.default_rng(seed)
-        self.colors, self.shapes, self.textures = world_classes()
-        n_val = int(round(config.n_prompts * config.val_fraction))
-        self.train_specs = world_prompts.make_prompts("train", None, config.n_prompts - n_val, seed)
-        self.val_specs = world_prompts.make_prompts("val", None, max(n_val, 1), seed + 1) if n_val else []
-        self._perturb = world_prompts.perturb_spec
-        m = config.size
-        self.images = np.zeros((m, 2, size, size, 3), dtype=np.uint8)
-        self.ids = np.zeros((m, 2, size, size), dtype=np.int8)
-        self.attrs = np.full((m, 2, MAX_OBJECTS + 1, 4), IGNORE, dtype=np.int64)
-        self.texts: list[str] = [""] * m
-        self.is_train = np.zeros(m, dtype=bool)
-        self._next = 0
-        for i in range(m):
-            self._fill(i)
-
-    def _fill(self, i: int) -> None:
-        use_val = self.val_specs and self.rng.random() < self.config.val_fraction
-        specs = self.val_specs if use_val else self.train_specs
-        spec = specs[int(self.rng.integers(len(specs)))]
-        neg = self._perturb(spec, self.rng)
-        for slot, s in enumerate((spec, neg)):
-            scene = world_render.sample_scene(s, self.rng, size=self.size)
-            self.images[i, slot] = np.asarray(world_render.render_scene(scene), dtype=np.uint8)
-            self.ids[i, slot] = object_id_map(scene)
-            self.attrs[i, slot] = object_attributes(scene, self.colors, self.shapes, self.textures)
-        self.texts[i] = spec.text
-        self.is_train[i] = not use_val
-
-    def refresh(self) -> None:
-        """Re-render the next ``refresh_per_step`` entries (round robin)."""
-        for _ in range(self.config.refresh_per_step):
-            self._fill(self._next)
-            self._next = (self._next + 1) % self.config.size
-
-    def generation_batch(self, n: int) -> tuple[list[str], torch.Tensor]:
-        """``(texts, images (n, 3, S, S) in [-1, 1])`` of positive renders of training-split prompts."""
-        train_idx = np.flatnonzero(self.is_train)
-        pick = train_idx[self.rng.integers(len(train_idx), size=n)]
-        return [self.texts[i] for i in pick], image_to_tensor(list(self.images[pick, 0]))
-
-    def understanding_batch(
-        self, n: int, patch: int, gen: torch.Generator, crop_p: float = 0.3, easy_negative_p: float = 0.25
-    ) -> dict[str, torch.Tensor | list[str]]:
-        """Images (degraded), texts, yes labels and dense patch labels.
-
-        Half positives (render of the prompt), half negatives: a render of a perturbed prompt under the original
-        text, or (``easy_negative_p`` of them) another entry's positive render.
-        A ``crop_p`` share are crops around one object, resized to the full input (the judge's crop view);
-        their yes label is ignored (``yes_mask`` 0) because a crop does not show the whole layout, and so is their
-        size label (a resized crop shows no absolute size).
-        """
-        pick = self.rng.integers(self.config.size, size=n)
-        slot = (self.rng.random(n) < 0.5).astype(np.int64)  # 0 = positive, 1 = negative
-        # Some negatives are easy (another prompt's positive render): they get the yes head off its plateau
-        # before it can tell near misses apart.
-        source = pick.copy()
-        easy = (slot == 1) & (self.rng.random(n) < easy_negative_p)
-        source[easy] = self.rng.integers(self.config.size, size=int(easy.sum()))
-        img_slot = np.where(easy, 0, slot)
-        images = image_to_tensor(list(self.images[source, img_slot]))
-        ids = torch.from_numpy(self.ids[source, img_slot].astype(np.int64))
-        attrs = torch.from_numpy(self.attrs[source, img_slot])
-        yes_mask = torch.ones(n)
-        cropped = torch.zeros(n, dtype=torch.bool)
-        for row in range(n):
-            if self.rng.random() >= crop_p:
-                continue
-            present = [k for k in range(1, MAX_OBJECTS + 1) if int(attrs[row, k, 0]) != IGNORE]
-            if not present:
-                continue
-            k = present[int(self.rng.integers(len(present)))]
-            ys, xs = np.nonzero(self.ids[source[row], img_slot[row]] == k)
-            if len(xs) == 0:
-                continue
-            box = crop_box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, self.size, self.rng)
-            images[row], ids[row] = crop_resize(images[row], ids[row], box, self.size)
-            yes_mask[row] = 0.0
-            cropped[row] = True
-        labels = patch_labels(ids, attrs, patch)
-        if "size" in labels:
-            labels["size"][cropped] = IGNORE
-        return {
-            "texts": [self.texts[i] for i in pick],
-            "images": degrade(images, gen),
-            "yes": torch.from_numpy(1.0 - slot.astype(np.float32)),
-            "yes_mask": yes_mask,
-            **labels,
-        }
-
-
-def crop_box(x1: int, y1: int, x2: int, y2: int, size: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """A square-ish box around an object's pixel box with a random margin (0–50% of its side), clamped."""
-    side = max(x2 - x1, y2 - y1)
-    margin = int(round(side * rng.uniform(0.0, 0.5))) + 1
-    return (max(0, x1 - margin), max(0, y1 - margin), min(size, x2 + margin), min(size, y2 + margin))
-
-
-def crop_resize(
-    image: torch.Tensor, ids: torch.Tensor | None, box: tuple[int, int, int, int], size: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Cut ``box`` out of ``image (3, S, S)`` (and its id map) and resize it back to ``size`` x ``size``
-    (bilinear for the image, nearest for the ids)."""
-    x1, y1, x2, y2 = box
-    crop = image[:, y1:y2, x1:x2][None]
-    crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0]
-    if ids is None:
-        return crop, None
-    idc = ids[y1:y2, x1:x2][None, None].float()
-    idc = F.interpolate(idc, size=(size, size), mode="nearest")[0, 0].long()
-    return crop, idc

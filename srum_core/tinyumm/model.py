@@ -1,23 +1,34 @@
-"""TinyUMM: one small transformer trunk that both draws and understands 64×64 sandbox images.
+"""TinyUMM v2: a miniature of BAGEL's mixture-of-transformers that draws and understands 64×64 world images.
 
-A miniature of the BAGEL / Transfusion recipe: a single sequence ``[text tokens | <ask> | image patches]``
-goes through ONE stack of transformer blocks; what differs between the two abilities is only the input and
-which head reads the output.
+One packed sequence, two experts, shared attention (BAGEL's MoT):
 
-- generation (``mode=0``): image tokens are noisy patches ``x_t = (1 - t)·x0 + t·ε`` (rectified flow,
-  SRUM_SPEC §1.7) and the velocity head predicts ``ε - x0`` per patch; ``t`` and the pooled prompt enter every
-  block through adaLN-Zero modulation (DiT), the prompt tokens also through joint attention.
-- understanding (``mode=1``): image tokens are a clean (or degraded) image; the ``<ask>`` token's head
-  answers "does this image match the prompt?" (a yes logit) and per-patch heads say whether a patch belongs to
-  an object and which colour / shape / texture it has (used for self-grounding and naming regions).
+- **text** — the prompt, then optionally a *plan* ``[<think>, object, …, </think>]`` — always runs through the
+  understanding expert, as a prefix-LM: prompt tokens see the whole prompt, plan tokens see the prompt and the
+  plan so far (so the planner heads can write the plan one object at a time, and text never sees an image).
+- **understanding stream** ``[image patches | <ask> | region queries]`` (raw 8×8 pixel patches, like BAGEL's
+  ViT path) runs through the understanding expert and attends to the prompt and to the image: the ``<ask>`` head
+  answers "does this image show the prompt?" (the global judge), each region query (a box) answers "is the object
+  in this box one the prompt asks for?" and names it, and per-patch heads say what covers each patch (the
+  model's own grounding).
+- **generation stream**: noisy image patches (rectified flow, ``x_t = (1 - t)·x0 + t·ε``) run through the
+  generation expert — its own QKV/out projections, MLPs and adaLN norms modulated by the timestep — and attend
+  to the text (prompt, or prompt + plan in *think* mode) and to themselves; an x0 head gives the velocity.
 
-Shapes: ``text_ids``/``text_mask`` ``(B, L)``; ``patches`` ``(B, N, P)`` with ``N = (S / p)²`` patches of
-``P = 3·p²`` values in [-1, 1]; ``t`` ``(B,)`` in [0, 1]; ``mode`` ``(B,)`` long.
+Every parameter belongs to exactly one of ``self.und`` (understanding expert: text and plan embeddings, the
+pixel-patch embedding, its transformer weights and every understanding head) and ``self.gen`` (generation
+expert). Because text never attends to the generation stream, an update of ``self.gen`` leaves every
+understanding output — judgements, plans, groundings — bit-identical, which is what lets a SRUM round train the
+generation expert while the judge stays frozen.
+
+Shapes: ``ids``/``mask`` ``(B, L)``; ``plan`` ``(B, Q, 5)`` long fields ``[slot, colour, shape, size, texture]``
+with ``plan_mask (B, Q)``; ``patches (B, N, P)`` with ``N = (S/p)²`` row-major patches of ``P = 3·p²`` values in
+[-1, 1]; ``t (B,)`` in [0, 1]; ``boxes (B, R, 4)`` pixel boxes with ``box_mask (B, R)``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +36,10 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-#: Linear layers of the shared trunk, as peft ``target_modules`` (suffix match on module names).
-TRUNK_LINEARS: tuple[str, ...] = ("to_qkv", "to_out", "fc1", "fc2")
+#: Linear layers of a transformer expert, as peft ``target_modules`` (suffix match on module names).
+EXPERT_LINEARS: tuple[str, ...] = ("to_qkv", "to_out", "fc1", "fc2")
+#: Plan fields, in the order of the last axis of a plan tensor.
+PLAN_FIELDS: tuple[str, ...] = ("slot", "color", "shape", "size", "texture")
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -64,28 +77,7 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
         angles = coord[:, None] * omega[None]
         parts += [torch.sin(angles), torch.cos(angles)]
     out = torch.cat(parts, dim=1)
-    return torch.nn.functional.pad(out, (0, dim - out.shape[1]))
-
-
-def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.to_qkv = nn.Linear(dim, 3 * dim)
-        self.to_out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.to_qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        # Attention itself always runs in float32: under CPU bf16 autocast (training) the projections gain from
-        # bf16 matmuls, but PyTorch's bf16 flash-attention backward on CPU is several times slower than fp32.
-        with torch.autocast(x.device.type, enabled=False):
-            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, d))
+    return F.pad(out, (0, dim - out.shape[1]))
 
 
 class MLP(nn.Module):
@@ -98,77 +90,159 @@ class MLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block with adaLN-Zero modulation from the conditioning vector (DiT, Peebles & Xie)."""
+class ExpertLayer(nn.Module):
+    """One expert's weights in one layer: pre-norms, QKV and output projections, MLP.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = MLP(dim, int(dim * mlp_ratio))
-        self.ada = nn.Linear(dim, 6 * dim)
-        nn.init.zeros_(self.ada.weight)
-        nn.init.zeros_(self.ada.bias)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        s1, c1, g1, s2, c2, g2 = self.ada(F.silu(cond)).chunk(6, dim=-1)
-        x = x + g1[:, None] * self.attn(_modulate(self.norm1(x), s1, c1), attn_mask)
-        return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), s2, c2))
-
-
-#: Spatial down-sampling of the latent codec (64×64 pixels → 16×16 latent cells).
-LATENT_DOWN = 4
-
-
-def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel, stride, padding=1 if stride == 2 else (kernel - 1) // 2)
-
-
-class LatentCodec(nn.Module):
-    """A small convolutional autoencoder: ``(B, 3, S, S)`` ↔ ``(B, C, S/4, S/4)`` (the "small learned latent").
-
-    Pixel patches hold 192 values per token, which a 1-M-parameter trunk cannot denoise into clean edges: its
-    per-patch errors show up as ragged, blocky shapes. The codec moves the flow onto 16 values per token, and its
-    convolutional decoder draws the smooth edges. It is trained first (reconstruction, with noise on the latent so
-    the decoder forgives an imperfect sample), then frozen; ``latent_mean``/``latent_std`` normalise the latent
-    per channel to unit scale, like the scaling factor of a latent-diffusion VAE.
+    ``adaptive``: the norms are modulated by a conditioning vector (adaLN-Zero, DiT) — the generation expert,
+    conditioned on the timestep; otherwise plain affine LayerNorms (the understanding expert).
     """
 
-    def __init__(self, channels: int, latent_channels: int, width: int):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, adaptive: bool):
         super().__init__()
-        w = width
-        self.encoder = nn.Sequential(
-            _conv(channels, w), nn.SiLU(), _conv(w, w, 4, 2), nn.SiLU(), _conv(w, 2 * w, 4, 2), nn.SiLU(),
-            _conv(2 * w, 2 * w), nn.SiLU(), nn.Conv2d(2 * w, latent_channels, 1),
-        )
-        self.decoder = nn.Sequential(
-            _conv(latent_channels, 2 * w), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU(),
-            nn.Upsample(scale_factor=2), _conv(2 * w, w), nn.SiLU(), nn.Upsample(scale_factor=2), _conv(w, w), nn.SiLU(),
-            _conv(w, channels),
-        )
-        self.register_buffer("latent_mean", torch.zeros(latent_channels))
-        self.register_buffer("latent_std", torch.ones(latent_channels))
+        self.heads = heads
+        self.adaptive = adaptive
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=not adaptive, eps=1e-6)
+        self.to_qkv = nn.Linear(dim, 3 * dim)
+        self.to_out = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=not adaptive, eps=1e-6)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        if adaptive:
+            self.ada = nn.Linear(dim, 6 * dim)
+            nn.init.zeros_(self.ada.weight)
+            nn.init.zeros_(self.ada.bias)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised latent ``(B, C, S/4, S/4)`` of images in [-1, 1]."""
-        z = self.encoder(images)
-        return (z - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+    def modulation(self, cond: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        if not self.adaptive:
+            return None
+        return tuple(m[:, None] for m in self.ada(F.silu(cond)).chunk(6, dim=-1))
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 3, S, S)`` (not clamped) from a normalised latent."""
-        return self.decoder(latent * self.latent_std[:, None, None] + self.latent_mean[:, None, None])
+    def qkv(self, x: torch.Tensor, mod) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, S, d)`` → q, k, v each ``(B, H, S, d/H)``."""
+        h = self.norm1(x)
+        if mod is not None:
+            h = h * (1 + mod[1]) + mod[0]
+        b, s, d = x.shape
+        q, k, v = self.to_qkv(h).reshape(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def finish(self, x: torch.Tensor, attn: torch.Tensor, mod) -> torch.Tensor:
+        """Residual updates after attention: ``attn (B, H, S, d/H)`` → new ``x (B, S, d)``."""
+        b, _, s, _ = attn.shape
+        out = self.to_out(attn.transpose(1, 2).reshape(b, s, -1))
+        if mod is None:
+            x = x + out
+            return x + self.mlp(self.norm2(x))
+        x = x + mod[2] * out
+        h = self.norm2(x) * (1 + mod[4]) + mod[3]
+        return x + mod[5] * self.mlp(h)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention in float32 (``mask`` True = may attend), also under CPU bf16 autocast:
+    PyTorch's bf16 attention backward on CPU is several times slower than float32."""
+    with torch.autocast(q.device.type, enabled=False):
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+
+
+@dataclass
+class TextStates:
+    """The text prefix after the understanding expert: per-layer keys/values ``(B, H, L, d/H)`` that the image
+    streams attend to, the final hidden states ``(B, L, d)`` (read by the planner heads), and ``keys (B, L)``:
+    which positions an image stream may attend to (real prompt tokens, plus the plan in think mode)."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    hidden: torch.Tensor
+    keys: torch.Tensor
+    n_prompt: int
+
+    def only_prompt(self) -> TextStates:
+        """The same states with the plan hidden from the image streams (understanding never sees a plan)."""
+        keys = self.keys.clone()
+        keys[:, self.n_prompt :] = False
+        return TextStates(self.kv, self.hidden, keys, self.n_prompt)
+
+
+class UnderstandingExpert(nn.Module):
+    """Text and plan embeddings, the pixel-patch embedding, the understanding transformer weights and heads."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        d = cfg["d_model"]
+        n_c, n_s, n_t, n_z = len(cfg["colors"]), len(cfg["shapes"]), len(cfg["textures"]), len(cfg["sizes"])
+        self.text_embed = nn.Embedding(len(cfg["vocab"]), d)
+        self.text_pos = nn.Parameter(torch.randn(cfg["max_text_len"], d) * 0.02)
+        # Plan tokens: a sum of field embeddings. Slot index N_SLOTS is "end" (</think>), N_SLOTS + 1 is <think>;
+        # the attribute tables have one extra row, "none" (the markers carry no attributes).
+        n_slots = cfg["n_slots"]
+        self.plan_slot = nn.Embedding(n_slots + 2, d)
+        self.plan_color = nn.Embedding(n_c + 1, d)
+        self.plan_shape = nn.Embedding(n_s + 1, d)
+        self.plan_size = nn.Embedding(n_z + 1, d)
+        self.plan_texture = nn.Embedding(n_t + 1, d)
+        self.plan_pos = nn.Parameter(torch.randn(cfg["max_plan_len"], d) * 0.02)
+        p = cfg["patch_size"]
+        grid = cfg["image_size"] // p
+        self.patch_in = nn.Linear(cfg["channels"] * p * p, d)
+        self.image_pos = nn.Parameter(sincos_2d(grid, d))
+        self.ask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.region_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.box_in = nn.Sequential(nn.Linear(4, d), nn.SiLU(), nn.Linear(d, d))
+        self.layers = nn.ModuleList(
+            ExpertLayer(d, cfg["n_heads"], cfg["mlp_ratio"], adaptive=False) for _ in range(cfg["n_layers"])
+        )
+        self.norm_out = nn.LayerNorm(d, eps=1e-6)
+        # Heads.
+        self.yes_head = nn.Linear(d, 1)
+        self.object_head = nn.Linear(d, 1)
+        self.color_head = nn.Linear(d, n_c)
+        self.shape_head = nn.Linear(d, n_s)
+        self.texture_head = nn.Linear(d, n_t)
+        self.size_head = nn.Linear(d, n_z)
+        self.region_yes = nn.Linear(d, 1)
+        self.region_object = nn.Linear(d, 1)
+        self.region_color = nn.Linear(d, n_c)
+        self.region_shape = nn.Linear(d, n_s)
+        self.region_texture = nn.Linear(d, n_t)
+        self.region_size = nn.Linear(d, n_z)
+        self.next_slot = nn.Linear(d, n_slots + 1)  # + end
+        self.next_color = nn.Linear(d, n_c)
+        self.next_shape = nn.Linear(d, n_s)
+        self.next_size = nn.Linear(d, n_z)
+        self.next_texture = nn.Linear(d, n_t)
+
+
+class GenerationExpert(nn.Module):
+    """The noisy-patch embedding, timestep embedder, generation transformer weights and the x0 head."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        d = cfg["d_model"]
+        p = cfg["patch_size"]
+        grid = cfg["image_size"] // p
+        patch_dim = cfg["channels"] * p * p
+        self.patch_in = nn.Linear(patch_dim, d)
+        # 2-D sin-cos initialisation (DiT): at high noise the patch content is pure noise of unit scale, so a small
+        # random position code would be drowned and patches could not tell where they are.
+        self.image_pos = nn.Parameter(sincos_2d(grid, d))
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.layers = nn.ModuleList(
+            ExpertLayer(d, cfg["n_heads"], cfg["mlp_ratio"], adaptive=True) for _ in range(cfg["n_layers"])
+        )
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Linear(d, 2 * d)
+        nn.init.zeros_(self.ada_out.weight)
+        nn.init.zeros_(self.ada_out.bias)
+        self.x0_head = nn.Linear(d, patch_dim)
+        nn.init.zeros_(self.x0_head.weight)
+        nn.init.zeros_(self.x0_head.bias)
 
 
 class TinyUMM(ModelMixin, ConfigMixin):
-    """The shared-trunk unified model. Saved/loaded as ``config.json`` + safetensors via diffusers.
+    """The MoT unified model (see the module docstring). Saved/loaded as ``config.json`` + safetensors.
 
-    ``vocab``: the tokenizer's word list (specials first), stored in the config so a checkpoint is
-    self-describing; ``colors``/``shapes``/``textures``/``sizes``: class names of the per-patch heads, in order
-    (empty ``sizes``: no size head, as in checkpoints written before it existed).
-    ``latent_channels``: 0 → image tokens are raw pixel patches; ``C > 0`` → a :class:`LatentCodec` maps images
-    to a ``C``-channel latent at 1/4 resolution and a token is a ``patch/4 × patch/4`` patch of it. Either way
-    a token covers ``patch_size`` × ``patch_size`` pixels; use :meth:`encode_images` / :meth:`decode_tokens`.
+    ``vocab``: the tokenizer's words (specials first); ``colors``/``shapes``/``textures``/``sizes``: class names
+    of the heads and plan fields, in order; ``n_slots``: slots of the world's grid (``grid_size`` per side);
+    ``max_plan_len``: plan tokens including ``<think>`` and ``</think>``.
     """
 
     config_name = "config.json"
@@ -180,137 +254,181 @@ class TinyUMM(ModelMixin, ConfigMixin):
         colors: tuple[str, ...] | list[str] = ("red",),
         shapes: tuple[str, ...] | list[str] = ("circle",),
         textures: tuple[str, ...] | list[str] = ("solid",),
-        max_text_len: int = 20,
+        sizes: tuple[str, ...] | list[str] = ("small",),
+        max_text_len: int = 18,
+        max_plan_len: int = 6,
         image_size: int = 64,
         patch_size: int = 8,
         channels: int = 3,
+        grid_size: int = 4,
         d_model: int = 160,
-        n_layers: int = 5,
+        n_layers: int = 6,
         n_heads: int = 4,
         mlp_ratio: float = 4.0,
-        prediction: str = "x0",
         t_clip: float = 0.05,
         flow_shift: float = 3.0,
-        latent_channels: int = 0,
-        latent_width: int = 32,
-        sizes: tuple[str, ...] | list[str] = (),
+        version: int = 2,
     ):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        if prediction not in ("x0", "velocity"):
-            raise ValueError(f"prediction={prediction!r}: choose 'x0' (clean-patch head) or 'velocity'")
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}")
-        if latent_channels and patch_size % LATENT_DOWN:
-            raise ValueError(f"patch_size={patch_size} must be a multiple of {LATENT_DOWN} with a latent codec")
-        d = d_model
+        if (image_size // patch_size) % grid_size:
+            raise ValueError(f"the {grid_size}x{grid_size} slot grid must align with the patch grid")
+        cfg = dict(self.config)
+        cfg["n_slots"] = grid_size * grid_size
         self.grid = image_size // patch_size
         self.n_patches = self.grid * self.grid
-        if latent_channels:
-            self.codec = LatentCodec(channels, latent_channels, latent_width)
-            self.patch_dim = latent_channels * (patch_size // LATENT_DOWN) ** 2
-        else:
-            self.codec = None
-            self.patch_dim = channels * patch_size * patch_size
-        self.text_embed = nn.Embedding(len(vocab), d)
-        self.text_pos = nn.Parameter(torch.randn(max_text_len, d) * 0.02)
-        self.ask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
-        self.patch_in = nn.Linear(self.patch_dim, d)
-        # 2-D sin-cos initialisation (DiT): at high noise the patch content is pure noise of unit scale, so a
-        # small random position code would be drowned and patches could not tell where they are.
-        self.image_pos = nn.Parameter(sincos_2d(self.grid, d))
-        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.mode_embed = nn.Embedding(2, d)
-        self.pool_proj = nn.Linear(d, d)
-        self.blocks = nn.ModuleList(Block(d, n_heads, mlp_ratio) for _ in range(n_layers))
-        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.ada_out = nn.Linear(d, 2 * d)
-        nn.init.zeros_(self.ada_out.weight)
-        nn.init.zeros_(self.ada_out.bias)
-        # Heads. The velocity / x0 head starts at zero (adaLN-Zero), the rest at PyTorch defaults.
-        self.velocity_head = nn.Linear(d, self.patch_dim)
-        nn.init.zeros_(self.velocity_head.weight)
-        nn.init.zeros_(self.velocity_head.bias)
-        self.yes_head = nn.Linear(d, 1)
-        self.object_head = nn.Linear(d, 1)
-        self.color_head = nn.Linear(d, len(colors))
-        self.shape_head = nn.Linear(d, len(shapes))
-        self.texture_head = nn.Linear(d, len(textures))
-        # Per-patch size (small / large) of the object covering the patch; absent in older checkpoints.
-        self.size_head = nn.Linear(d, len(sizes)) if sizes else None
+        self.patch_dim = channels * patch_size * patch_size
+        self.n_slots = grid_size * grid_size
+        self.und = UnderstandingExpert(cfg)
+        self.gen = GenerationExpert(cfg)
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, S, S)`` in [-1, 1] → image tokens ``(B, N, patch_dim)`` (what the trunk reads and generates)."""
-        cfg = self.config
-        if self.codec is None:
-            return patchify(images, cfg.patch_size)
-        return patchify(self.codec.encode(images), cfg.patch_size // LATENT_DOWN)
+    # ------------------------------------------------------------------------------------------------ text
+    def plan_embedding(self, plan: torch.Tensor) -> torch.Tensor:
+        """``(B, Q, 5)`` plan fields → ``(B, Q, d)`` token embeddings."""
+        u = self.und
+        return (u.plan_slot(plan[..., 0]) + u.plan_color(plan[..., 1]) + u.plan_shape(plan[..., 2])
+                + u.plan_size(plan[..., 3]) + u.plan_texture(plan[..., 4]))
 
-    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Image tokens ``(B, N, patch_dim)`` → images ``(B, 3, S, S)`` clamped to [-1, 1]."""
-        cfg = self.config
-        if self.codec is None:
-            return unpatchify(tokens, cfg.patch_size, cfg.image_size, cfg.channels).clamp(-1, 1)
-        latent = unpatchify(
-            tokens, cfg.patch_size // LATENT_DOWN, cfg.image_size // LATENT_DOWN, cfg.latent_channels
-        )
-        return self.codec.decode(latent).clamp(-1, 1)
-
-    def trunk_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except the (separately trained, then frozen) latent codec's."""
-        codec = {id(p) for p in self.codec.parameters()} if self.codec is not None else set()
-        return [p for p in self.parameters() if id(p) not in codec]
-
-    def forward(
+    def encode_text(
         self,
-        text_ids: torch.Tensor,
-        text_mask: torch.Tensor,
-        patches: torch.Tensor,
-        t: torch.Tensor,
-        mode: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """All heads at once (they are cheap next to the trunk).
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        plan: torch.Tensor | None = None,
+        plan_mask: torch.Tensor | None = None,
+    ) -> TextStates:
+        """Run the prompt (and plan) through the understanding expert as a prefix-LM."""
+        u = self.und
+        b, length = ids.shape
+        x = u.text_embed(ids) + u.text_pos[:length]
+        keys = mask
+        if plan is not None:
+            q = plan.shape[1]
+            x = torch.cat([x, self.plan_embedding(plan) + u.plan_pos[:q]], dim=1)
+            keys = torch.cat([mask, plan_mask], dim=1)
+        total = x.shape[1]
+        # Prefix-LM: every position sees the real prompt tokens; plan position j also sees plan positions ≤ j.
+        allowed = keys[:, None, :].expand(b, total, total).clone()
+        if plan is not None:
+            causal = torch.ones(total - length, total - length, dtype=torch.bool, device=ids.device).tril()
+            allowed[:, :, length:] &= F.pad(causal, (0, 0, length, 0), value=False)[None]
+        allowed |= torch.eye(total, dtype=torch.bool, device=ids.device)[None]  # padding rows attend to themselves
+        attn_mask = allowed[:, None]
+        kv = []
+        for layer in u.layers:
+            q_, k_, v_ = layer.qkv(x, None)
+            kv.append((k_, v_))
+            x = layer.finish(x, attend(q_, k_, v_, attn_mask), None)
+        return TextStates(kv=kv, hidden=u.norm_out(x), keys=keys, n_prompt=length)
 
-        Returns ``velocity (B, N, P)`` (from the x0 head when ``prediction="x0"``), ``yes (B,)`` logit, ``object (B, N)`` logit, ``color (B, N, C)``,
-        ``shape (B, N, S)``, ``texture (B, N, T)`` logits, and ``size (B, N, Z)`` when the config names ``sizes``.
+    def _stream(self, text: TextStates, x: torch.Tensor, layers, cond, self_mask: torch.Tensor) -> torch.Tensor:
+        """Run an image stream ``x (B, S, d)`` through ``layers``, attending to ``text`` and (by ``self_mask
+        (S, S)``) to itself."""
+        b, s, _ = x.shape
+        mask = torch.cat([text.keys[:, None, :].expand(b, s, -1), self_mask[None].expand(b, -1, -1)], dim=2)[:, None]
+        for layer, (tk, tv) in zip(layers, text.kv):
+            mod = layer.modulation(cond)
+            q, k, v = layer.qkv(x, mod)
+            out = attend(q, torch.cat([tk.to(k.dtype), k], dim=2), torch.cat([tv.to(v.dtype), v], dim=2), mask)
+            x = layer.finish(x, out.to(x.dtype), mod)
+        return x
+
+    # ---------------------------------------------------------------------------------------------- heads
+    def plan_logits(self, text: TextStates) -> dict[str, torch.Tensor]:
+        """Next-object logits at every plan position ``(B, Q, ·)``: slot (+ end), colour, shape, size, texture."""
+        h = text.hidden[:, text.n_prompt :]
+        u = self.und
+        return {"slot": u.next_slot(h), "color": u.next_color(h), "shape": u.next_shape(h), "size": u.next_size(h),
+                "texture": u.next_texture(h)}
+
+    def understand(
+        self,
+        text: TextStates,
+        patches: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        box_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The understanding stream on clean pixel ``patches (B, N, P)`` given the prompt.
+
+        Returns ``yes (B,)``; per patch ``object (B, N)``, ``color``/``shape``/``texture``/``size`` ``(B, N, ·)``;
+        and with ``boxes (B, R, 4)`` (pixels) per region ``region_yes``/``region_object (B, R)`` and
+        ``region_color``/``region_shape``/``region_texture``/``region_size`` ``(B, R, ·)``.
         """
-        b, length = text_ids.shape
-        text = self.text_embed(text_ids) + self.text_pos[:length]
-        maskf = text_mask.to(text.dtype)[..., None]
-        pooled = (text * maskf).sum(1) / maskf.sum(1).clamp(min=1.0)
-        cond = self.time_mlp(timestep_embedding(t, text.shape[-1]).to(text.dtype))
-        cond = cond + self.mode_embed(mode) + self.pool_proj(pooled)
-        img = self.patch_in(patches) + self.image_pos
-        x = torch.cat([text, self.ask_token.expand(b, 1, -1), img], dim=1)
-        keep = torch.cat([text_mask, torch.ones(b, 1 + img.shape[1], dtype=torch.bool, device=text_mask.device)], 1)
-        attn_mask = keep[:, None, None, :]  # (B, 1, 1, L) True = may attend
-        for block in self.blocks:
-            x = block(x, cond, attn_mask)
-        shift, scale = self.ada_out(F.silu(cond)).chunk(2, dim=-1)
-        x = _modulate(self.norm_out(x), shift, scale)
-        ask = x[:, length]
-        img_out = x[:, length + 1 :]
-        head = self.velocity_head(img_out)
-        if self.config.prediction == "x0":
-            # x-prediction (Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise"): a patch holds
-            # 192 values but the trunk only d_model; clean patches live on a low-dimensional manifold and pass
-            # through that bottleneck, noise does not. The velocity follows from x_t = (1 - t)·x0 + t·ε:
-            # v = (x_t - x0) / t, with t clipped away from 0.
-            velocity = (patches - head) / t.clamp(min=self.config.t_clip)[:, None, None].to(head.dtype)
-        else:
-            velocity = head
+        u = self.und
+        text = text.only_prompt()
+        b, n, _ = patches.shape
+        img = u.patch_in(patches) + u.image_pos
+        parts = [img, u.ask_token.expand(b, 1, -1)]
+        r = 0
+        if boxes is not None and boxes.shape[1] > 0:
+            r = boxes.shape[1]
+            parts.append(self._region_queries(img, boxes))
+        x = torch.cat(parts, dim=1)
+        s = n + 1 + r
+        self_mask = torch.zeros(s, s, dtype=torch.bool, device=x.device)
+        self_mask[:, :n] = True  # every stream token sees the image
+        idx = torch.arange(n, s, device=x.device)
+        self_mask[idx, idx] = True  # <ask> and each region query also see themselves, not each other
+        x = u.norm_out(self._stream(text, x, u.layers, None, self_mask))
+        img_out, ask = x[:, :n], x[:, n]
         out = {
-            "velocity": velocity,
-            "yes": self.yes_head(ask).squeeze(-1),
-            "object": self.object_head(img_out).squeeze(-1),
-            "color": self.color_head(img_out),
-            "shape": self.shape_head(img_out),
-            "texture": self.texture_head(img_out),
+            "yes": u.yes_head(ask).squeeze(-1),
+            "object": u.object_head(img_out).squeeze(-1),
+            "color": u.color_head(img_out),
+            "shape": u.shape_head(img_out),
+            "texture": u.texture_head(img_out),
+            "size": u.size_head(img_out),
         }
-        if self.size_head is not None:
-            out["size"] = self.size_head(img_out)
+        if r:
+            reg = x[:, n + 1 :]
+            out.update(
+                region_yes=u.region_yes(reg).squeeze(-1), region_object=u.region_object(reg).squeeze(-1),
+                region_color=u.region_color(reg), region_shape=u.region_shape(reg),
+                region_texture=u.region_texture(reg), region_size=u.region_size(reg),
+            )
         return out
+
+    def _region_queries(self, img: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """``(B, R, d)`` queries: a region token + the box's coordinates + the mean patch embedding under it."""
+        u = self.und
+        size = float(self.config.image_size)
+        p = self.config.patch_size
+        edges = torch.arange(self.grid + 1, device=img.device, dtype=img.dtype) * p
+        b = boxes.to(img.dtype)
+        fx = (torch.minimum(edges[1:], b[..., 2:3]) - torch.maximum(edges[:-1], b[..., 0:1])).clamp(0, p) / p
+        fy = (torch.minimum(edges[1:], b[..., 3:4]) - torch.maximum(edges[:-1], b[..., 1:2])).clamp(0, p) / p
+        cover = (fy[..., :, None] * fx[..., None, :]).flatten(2)  # (B, R, N) share of each patch inside the box
+        pooled = cover @ img / cover.sum(-1, keepdim=True).clamp(min=1e-6)
+        return u.region_token + u.box_in(b / size * 2 - 1) + pooled
+
+    def velocity(self, text: TextStates, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The generation stream: velocity ``(B, N, P)`` of the flow at ``x_t`` and time ``t (B,)``."""
+        g = self.gen
+        d = self.config.d_model
+        cond = g.time_mlp(timestep_embedding(t, d).to(g.image_pos.dtype))
+        x = g.patch_in(x_t) + g.image_pos
+        n = x.shape[1]
+        self_mask = torch.ones(n, n, dtype=torch.bool, device=x.device)
+        x = self._stream(text, x, g.layers, cond, self_mask)
+        shift, scale = g.ada_out(F.silu(cond)).chunk(2, dim=-1)
+        h = g.norm_out(x) * (1 + scale[:, None]) + shift[:, None]
+        x0 = g.x0_head(h)
+        # x-prediction (Li & He 2025, "Back to Basics"): a patch holds 192 values but the stream only d_model;
+        # clean patches live on a low-dimensional set and pass that bottleneck, noise does not. The velocity
+        # follows from x_t = (1 - t)·x0 + t·ε: v = (x_t - x0) / t, with t clipped away from 0.
+        return (x_t - x0) / t.clamp(min=self.config.t_clip)[:, None, None].to(x0.dtype)
+
+    def expert_parameters(self, part: str) -> list[nn.Parameter]:
+        """``"gen"``: the generation expert's parameters; ``"und"``: the understanding expert's; ``"all"``."""
+        if part == "gen":
+            return list(self.gen.parameters())
+        if part == "und":
+            return list(self.und.parameters())
+        if part == "all":
+            return list(self.parameters())
+        raise ValueError(f"part={part!r}: choose 'gen', 'und' or 'all'")
 
 
 def flow_timesteps(batch: int, generator: torch.Generator | None, shift: float = 1.0) -> torch.Tensor:
@@ -324,59 +442,3 @@ def flow_timesteps(batch: int, generator: torch.Generator | None, shift: float =
     if shift != 1.0:
         t = shift * t / (1 + (shift - 1) * t)
     return t.float()
-
-
-@torch.no_grad()
-def sample_patches(
-    model: TinyUMM,
-    tokenizer,
-    prompts: list[str],
-    seeds: list[int],
-    steps: int,
-    guidance: float,
-    chunk: int = 8,
-    callback=None,
-) -> torch.Tensor:
-    """Euler sampling of the rectified flow with classifier-free guidance; returns ``(B, N, P)`` patches.
-
-    The sigma schedule is shifted by the model's ``flow_shift`` (the shift it was trained with): a patch holds
-    192 values, so its content is detectable at high noise and the layout is decided there (SD3 §5.3.2).
-
-    Noise for each image comes from its own CPU ``torch.Generator`` seeded with its seed, and the model always
-    runs on chunks of exactly ``chunk`` images (padded), so an image depends only on (prompt, seed, steps,
-    guidance), never on what else is in the batch. ``callback(done, total)`` is called after each step.
-    """
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    if len(prompts) != len(seeds):
-        raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; give one seed per prompt")
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    n, p = model.n_patches, model.patch_dim
-    results = []
-    n_chunks = (len(prompts) + chunk - 1) // chunk
-    for c in range(n_chunks):
-        idx = list(range(c * chunk, min((c + 1) * chunk, len(prompts))))
-        real = len(idx)
-        idx = idx + [idx[-1]] * (chunk - real)  # pad with copies: fixed shapes, padded rows are dropped
-        noise = torch.stack([torch.randn(n, p, generator=torch.Generator("cpu").manual_seed(int(seeds[i]))) for i in idx])
-        x = noise.to(device=device, dtype=torch.float32)
-        texts = [prompts[i] for i in idx]
-        use_cfg = guidance != 1.0
-        ids, mask = tokenizer.encode(texts + ([""] * chunk if use_cfg else []))
-        ids, mask = ids.to(device), mask.to(device)
-        mode = torch.zeros(ids.shape[0], dtype=torch.long, device=device)
-        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=float(model.config.flow_shift))
-        scheduler.set_timesteps(steps, device=device)
-        for i, ts in enumerate(scheduler.timesteps):
-            sigma = scheduler.sigmas[i].expand(ids.shape[0]).to(device)
-            inp = torch.cat([x, x]) if use_cfg else x
-            v = model(ids, mask, inp.to(dtype), sigma.to(dtype), mode)["velocity"].float()
-            if use_cfg:
-                v_cond, v_uncond = v[:chunk], v[chunk:]
-                v = v_uncond + guidance * (v_cond - v_uncond)
-            x = scheduler.step(v, ts, x).prev_sample
-            if callback is not None:
-                callback(c * steps + i + 1, n_chunks * steps)
-        results.append(x[:real].cpu())
-    return torch.cat(results)

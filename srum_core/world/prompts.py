@@ -22,13 +22,16 @@ complex      (a) a relation with a size or texture; (b) two or more kinds with a
              count >= 2; (c) three or four objects, "a"                           above a blue square
 ============ =================================================================== ==============================
 
-The split (held-out compositions): the (colour, shape) pairs in :data:`HELD_OUT_COMBOS` occur only in
-validation prompts; every validation prompt contains at least one of them. Every colour and every shape still
-occurs in training, only these pairings are new.
+The splits. ``val`` (the *transfer* set): the (colour, shape) pairs in :data:`HELD_OUT_COMBOS` occur only in
+these prompts; every one of them contains at least one such pair. Every colour and every shape still occurs in
+training, only these pairings are new. The other prompts are cut once more, by a fixed hash of their text
+(:func:`split_of`), into ``train`` (what pre-training and SRUM rounds may train on) and ``eval`` (about a quarter:
+the *in-distribution* evaluation prompts, of the same forms and kinds, never trained on).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -49,15 +52,19 @@ from .spec import (
     PromptSpec,
 )
 
-SPLITS: tuple[str, ...] = ("train", "val")
+SPLITS: tuple[str, ...] = ("train", "eval", "val")
 
-#: (colour, shape) pairs seen only in validation prompts.
+#: (colour, shape) pairs seen only in validation (transfer) prompts.
 HELD_OUT_COMBOS: tuple[tuple[str, str], ...] = (
     ("red", "triangle"),
     ("green", "circle"),
     ("blue", "square"),
-    ("yellow", "triangle"),
 )
+
+#: Version of the train / eval cut: changing it changes which prompts are held out for evaluation.
+EVAL_SPLIT_VERSION = "world-v2"
+#: One prompt in ``EVAL_SHARE`` (by hash) of the non-transfer prompts is an in-distribution evaluation prompt.
+EVAL_SHARE = 4
 
 _COLOR_NAMES = tuple(COLORS)
 _PLURALS = {shape + "s": shape for shape in SHAPES}
@@ -254,8 +261,12 @@ def parse_prompt(text: str) -> PromptSpec | None:
 
 
 def split_of(spec: PromptSpec) -> str:
-    """``"val"`` when any object pairs a colour with a shape from :data:`HELD_OUT_COMBOS`, else ``"train"``."""
-    return "val" if any(o.kind in HELD_OUT_COMBOS for o in spec.objects) else "train"
+    """``"val"`` when any object pairs a colour with a shape from :data:`HELD_OUT_COMBOS`; otherwise ``"eval"``
+    for the prompts whose canonical text hashes into the evaluation share, else ``"train"``."""
+    if any(o.kind in HELD_OUT_COMBOS for o in spec.objects):
+        return "val"
+    digest = hashlib.sha1(f"{EVAL_SPLIT_VERSION}:{spec.text}".encode()).digest()
+    return "eval" if digest[0] % EVAL_SHARE == 0 else "train"
 
 
 # --------------------------------------------------------------------------------------------------------------

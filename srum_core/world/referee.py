@@ -43,8 +43,8 @@ SPLIT_MIN_HUE_GAP = 18.0
 #: circles and squares |skew| <= 0.12; squares ratio <= 0.73, circles >= 0.82.
 TRIANGLE_SKEW = -0.2
 SQUARE_KURTOSIS_RATIO = 0.78
-#: Longer box side (pixels at 64 px) that separates "small" from "large" (drawn: 9-11 vs 18-22).
-SIZE_THRESHOLD = 14.5
+#: Longer box side (pixels at 64 px) that separates "small" from "large" (drawn: 8 vs 14 pixels across).
+SIZE_THRESHOLD = 11.0
 #: A pixel is a dark stripe below this fraction of its colour's brightness; striped above this share of them.
 #: Measured on blurred, noisy renders: solid objects <= 2% such pixels, striped ones >= 21% (small) and >= 50%.
 DARK_FRACTION = 0.85

@@ -1,7 +1,10 @@
-"""The vocabulary and plain data types of the synthetic compositional world.
+"""The vocabulary and plain data types of the synthetic compositional world (version 2: a grid of slots).
 
-The world is a 64 x 64 RGB canvas with a few flat, axis-aligned shapes on a light background. It is small
-enough for a tiny unified model to learn on a CPU, and rich enough for the prompt categories of
+The world is a 64 x 64 RGB canvas cut into a 4 x 4 grid of 16-pixel *slots*; each object sits at the centre of
+its own slot, drawn flat on a light background at one of two fixed sizes. Four hues, three shapes and two
+textures keep every object legible at a glance, and the slot grid turns a layout into a short, exact plan
+("slot (row 1, col 2): large striped red circle"), which is what the embedded model's think mode writes.
+It is small enough for a tiny unified model to learn on a CPU, and rich enough for the prompt categories of
 T2I-CompBench / GenEval (attribute binding, spatial relations, counting, combinations).
 
 Coordinates are pixels, ``x`` to the right and ``y`` down, with ``(0, 0)`` the top-left corner of the image.
@@ -18,26 +21,25 @@ from typing import Any
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 
-#: Named colours, chosen far apart in hue (red 0 deg, orange 27, yellow 54, green 129, blue 227, purple 282)
-#: and strongly saturated, so they stay separable after blur, noise and blending with the background.
+#: Named colours, chosen far apart in hue (red 0 deg, yellow 54, green 129, blue 227) and strongly saturated, so
+#: they stay separable after blur, noise and blending with the background.
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
-    "orange": (240, 130, 20),
     "yellow": (230, 205, 20),
     "green": (40, 170, 60),
     "blue": (40, 80, 220),
-    "purple": (150, 60, 190),
 }
 
 SIZES: tuple[str, ...] = ("small", "large")
 
-#: Radius ranges in pixels at ``IMAGE_SIZE`` (uniform draw). A gap between the ranges keeps sizes unambiguous.
-SIZE_RADII: dict[str, tuple[float, float]] = {"small": (4.5, 5.5), "large": (9.0, 11.0)}
+#: Radius range in pixels at ``IMAGE_SIZE``. Sizes are fixed (each range is one value): a small object spans
+#: 8 pixels, a large one 14, both inside their 16-pixel slot with a free margin.
+SIZE_RADII: dict[str, tuple[float, float]] = {"small": (4.0, 4.0), "large": (7.0, 7.0)}
 
-#: "dotted" was dropped: dots of a legible size do not fit inside a small shape at 64 px. Stripes are
-#: horizontal bands of a darker shade of the object's own colour (same hue), ``STRIPE_PERIOD`` pixels apart.
+#: Stripes are horizontal bands of a darker shade of the object's own colour (same hue), ``STRIPE_PERIOD``
+#: pixels apart (2-pixel bands, so a small object still shows two dark bands).
 TEXTURES: tuple[str, ...] = ("solid", "striped")
-STRIPE_PERIOD: float = 6.0
+STRIPE_PERIOD: float = 4.0
 STRIPE_SHADE: float = 0.5
 
 #: Probability of each texture when a prompt leaves the texture open (plain shapes are the common case).
@@ -57,6 +59,11 @@ CATEGORIES: tuple[str, ...] = ("single", "color", "shape", "texture", "spatial",
 
 IMAGE_SIZE: int = 64
 BACKGROUND: tuple[int, int, int] = (235, 235, 235)
+
+#: The slot grid: ``GRID`` x ``GRID`` slots of ``SLOT`` pixels; slot ``k`` is row ``k // GRID``, column ``k % GRID``.
+GRID: int = 4
+SLOT: int = IMAGE_SIZE // GRID
+N_SLOTS: int = GRID * GRID
 
 MAX_OBJECTS: int = 4
 NUMBER_WORDS: tuple[str, ...] = ("one", "two", "three", "four")
@@ -181,6 +188,22 @@ class PromptSpec:
         )
 
 
+def slot_center(slot: int, size: int = IMAGE_SIZE) -> tuple[float, float]:
+    """``(cx, cy)`` in pixels of slot ``slot`` on a ``size`` x ``size`` canvas."""
+    if not 0 <= slot < N_SLOTS:
+        raise ValueError(f"slot={slot}: use 0..{N_SLOTS - 1} (row-major on the {GRID}x{GRID} grid)")
+    step = size / GRID
+    return ((slot % GRID + 0.5) * step, (slot // GRID + 0.5) * step)
+
+
+def slot_of(cx: float, cy: float, size: int = IMAGE_SIZE) -> int:
+    """The slot whose cell holds the point ``(cx, cy)`` (clamped to the grid)."""
+    step = size / GRID
+    col = min(GRID - 1, max(0, int(cx // step)))
+    row = min(GRID - 1, max(0, int(cy // step)))
+    return row * GRID + col
+
+
 @dataclass(frozen=True)
 class PlacedObject:
     """One object as drawn: all attributes decided, centre ``(cx, cy)`` and radius in pixels."""
@@ -192,6 +215,11 @@ class PlacedObject:
     cx: float
     cy: float
     radius: float
+
+    @property
+    def slot(self) -> int:
+        """The slot of the grid that holds this object's centre (for a canvas of ``IMAGE_SIZE``)."""
+        return slot_of(self.cx, self.cy)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
