@@ -1,4 +1,4 @@
-"""TinyUMM pieces: tokenizer, patch geometry, dense labels, the model contract, sampling determinism, training."""
+"""TinyUMM v2 pieces: tokenizer, patch geometry, the MoT routing, think vs plain conditioning, plans, data, training."""
 
 from __future__ import annotations
 
@@ -8,19 +8,45 @@ import numpy as np
 import pytest
 import torch
 
-from srum_core.tinyumm.data import IGNORE, crop_resize, degrade, patch_labels
-from srum_core.tinyumm.model import TinyUMM, flow_timesteps, patchify, sample_patches, unpatchify
+from srum_core.tinyumm.data import IGNORE, DataConfig, WorldSampler, degrade, draw_scenes, object_wanted, plan_objects
+from srum_core.tinyumm.model import TinyUMM, flow_timesteps, patchify, unpatchify
+from srum_core.tinyumm.sampling import plan_tensor, plan_text, sample_patches, sample_plans
 from srum_core.tinyumm.tokenizer import WordTokenizer
+from srum_core.tinyumm.train import TINY, build_model, plan_targets
+from srum_core.world.captions import EXACT, CaptionNoise, noisy_caption
+from srum_core.world.prompts import compose, make_prompts
+from srum_core.world.render import render_scene, sample_scene, scene_matches
+from srum_core.world.spec import ObjectSpec
 
 WORDS = ("a", "red", "blue", "circle", "square", "to", "the", "left", "of")
 
 
-def tiny_model(seed: int = 0) -> tuple[TinyUMM, WordTokenizer]:
-    tok = WordTokenizer(WORDS, max_len=8)
-    torch.manual_seed(seed)
-    model = TinyUMM(vocab=list(tok.vocab), colors=["red", "blue"], shapes=["circle", "square"], textures=["solid"],
-                    max_text_len=8, d_model=32, n_layers=2, n_heads=2)
+def tiny(seed: int = 0) -> tuple[TinyUMM, WordTokenizer]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, tok = build_model(TINY)
+        with torch.no_grad():  # move the zero-initialised gates and heads off zero so every path matters
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
     return model.eval(), tok
+
+
+def _text(model, tok, prompts, plans=None):
+    ids, mask = tok.encode(prompts)
+    if plans is None:
+        return model.encode_text(ids, mask)
+    plan, plan_mask = plan_tensor(model, plans)
+    return model.encode_text(ids, mask, plan, plan_mask)
+
+
+def _und_outputs(model, tok):
+    prompts = ["a red circle and a blue square", "three green triangles"]
+    text = _text(model, tok, prompts, [[(0, 0, 0, 0, 0)], [(1, 1, 1, 1, 1), (5, 1, 1, 0, 0)]])
+    patches = torch.randn(2, model.n_patches, model.patch_dim, generator=torch.Generator().manual_seed(1))
+    boxes = torch.tensor([[[0.0, 0.0, 16.0, 16.0], [20.0, 30.0, 40.0, 60.0]]] * 2)
+    out = model.understand(text, patches, boxes)
+    out.update({f"plan_{k}": v for k, v in model.plan_logits(text).items()})
+    return out
 
 
 def test_tokenizer_encodes_pads_and_rejects_unknown_words():
@@ -30,7 +56,6 @@ def test_tokenizer_encodes_pads_and_rejects_unknown_words():
     assert ids[0, :4].tolist() == [tok.bos_id, tok.vocab.index("a"), tok.vocab.index("red"), tok.vocab.index("circle")]
     assert mask[0].tolist() == [True] * 4 + [False] * 2
     assert mask[1].tolist() == [True] + [False] * 5  # the null prompt is just <bos>
-    assert tok.decode(ids[0].tolist()) == "a red circle"
     with pytest.raises(ValueError, match="does not know"):
         tok.ids("a green dog")
     with pytest.raises(ValueError, match="at most 5"):
@@ -39,243 +64,251 @@ def test_tokenizer_encodes_pads_and_rejects_unknown_words():
 
 def test_patchify_is_row_major_and_inverted_by_unpatchify():
     img = torch.zeros(1, 3, 64, 64)
-    img[0, :, 8:16, 16:24] = 1.0  # patch row 1, column 2
-    p = patchify(img, 8)
-    assert p.shape == (1, 64, 192)
-    assert torch.nonzero(p.abs().sum(-1))[:, 1].tolist() == [1 * 8 + 2]
+    img[0, :, 16:32, 32:48] = 1.0  # token row 1, column 2 of a 16-pixel grid
+    p = patchify(img, 16)
+    assert p.shape == (1, 16, 768)
+    assert torch.nonzero(p.abs().sum(-1))[:, 1].tolist() == [1 * 4 + 2]
     x = torch.randn(2, 3, 64, 64)
-    assert torch.equal(unpatchify(patchify(x, 8), 8, 64), x)
+    assert torch.equal(unpatchify(patchify(x, 16), 16, 64), x)
 
 
-def test_patch_labels_hand_computed():
-    ids = torch.zeros(1, 16, 16, dtype=torch.long)
-    ids[0, 0:8, 0:8] = 1  # object 1 fills patch (0, 0)
-    ids[0, 8:10, 8:9] = 2  # object 2 covers 2/64 of patch (1, 1): below the coverage threshold
-    ids[0, 8:16, 0:2] = 2  # 16/64 = 25% of patch (1, 0): an object patch
-    attrs = torch.full((1, 5, 3), IGNORE, dtype=torch.long)
-    attrs[0, 1] = torch.tensor([0, 1, 0])
-    attrs[0, 2] = torch.tensor([1, 0, 0])
-    lab = patch_labels(ids, attrs, 8)
-    assert lab["object"].tolist() == [[1.0, 0.0, 1.0, 0.0]]
-    assert lab["color"].tolist() == [[0, IGNORE, 1, IGNORE]]
-    assert lab["shape"].tolist() == [[1, IGNORE, 0, IGNORE]]
-
-
-def test_crop_resize_keeps_labels_aligned():
-    image = -torch.ones(3, 64, 64)
-    ids = torch.zeros(64, 64, dtype=torch.long)
-    image[:, 20:30, 40:50] = 1.0
-    ids[20:30, 40:50] = 1
-    crop, idc = crop_resize(image, ids, (40, 20, 50, 30), 64)
-    assert crop.shape == (3, 64, 64) and idc.shape == (64, 64)
-    assert bool((idc == 1).all()) and crop.mean() > 0.9
-
-
-def test_degrade_keeps_range_and_clean_share_is_identity():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(6, 3, 64, 64) * 2 - 1
-    assert torch.equal(degrade(x, gen, p_clean=1.0), x)
-    y = degrade(x, gen, p_clean=0.0)
-    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.equal(x, y)
-
-
-def test_flow_timesteps_logit_normal_and_shift():
-    t = flow_timesteps(4000, torch.Generator().manual_seed(0))
-    assert 0 < float(t.min()) and float(t.max()) < 1
-    assert abs(float(t.median()) - 0.5) < 0.03  # sigmoid(N(0, 1)) has median 0.5
-    t3 = flow_timesteps(4000, torch.Generator().manual_seed(0), shift=3.0)
-    assert torch.allclose(t3, 3 * t / (1 + 2 * t))
-    assert float(t3.median()) > 0.7
-
-
-def test_model_heads_shapes_and_x0_parametrised_velocity():
-    model, tok = tiny_model()
-    ids, mask = tok.encode(["a red circle", ""])
-    xt = torch.randn(2, 64, 192)
+def test_a_generation_expert_update_leaves_every_understanding_output_bit_identical():
+    model, tok = tiny()
     with torch.no_grad():
-        out = model(ids, mask, xt, torch.tensor([0.3, 0.01]), torch.tensor([0, 1]))
-    assert out["velocity"].shape == (2, 64, 192)
-    assert out["yes"].shape == (2,)
-    assert out["object"].shape == (2, 64)
-    assert out["color"].shape == (2, 64, 2) and out["shape"].shape == (2, 64, 2) and out["texture"].shape == (2, 64, 1)
-    # The x0 head starts at zero, so v = (x_t - 0) / t with t clipped at 0.05.
-    assert torch.allclose(out["velocity"][0], xt[0] / 0.3) and torch.allclose(out["velocity"][1], xt[1] / 0.05)
+        before = _und_outputs(model, tok)
+        for p in model.gen.parameters():
+            p.add_(torch.randn_like(p))
+        after = _und_outputs(model, tok)
+    assert before.keys() == after.keys() and "region_yes" in before and "plan_slot" in before
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    # Every parameter belongs to exactly one expert.
+    names_g = {n for n, _ in model.gen.named_parameters()}
+    names_u = {n for n, _ in model.und.named_parameters()}
+    assert len(names_g) + len(names_u) == len(list(model.parameters()))
+
+
+def test_understanding_updates_do_move_generation_and_judgements():
+    model, tok = tiny()
+    x = torch.randn(1, model.n_patches, model.patch_dim)
+    t = torch.tensor([0.5])
+    with torch.no_grad():
+        v0 = model.velocity(_text(model, tok, ["a red circle"]), x, t)
+        for p in model.und.layers.parameters():
+            p.add_(torch.randn_like(p))
+        v1 = model.velocity(_text(model, tok, ["a red circle"]), x, t)
+    assert not torch.allclose(v0, v1)  # the generation stream reads the text through the understanding expert
+
+
+def test_think_mode_conditions_on_the_plan_and_plain_mode_does_not():
+    model, tok = tiny()
+    x = torch.randn(2, model.n_patches, model.patch_dim)
+    t = torch.tensor([0.7, 0.7])
+    prompts = ["a red circle", "a red circle"]
+    with torch.no_grad():
+        plain = model.velocity(_text(model, tok, prompts), x, t)
+        think_a = model.velocity(_text(model, tok, prompts, [[(0, 0, 0, 0, 0)], [(0, 0, 0, 0, 0)]]), x, t)
+        think_b = model.velocity(_text(model, tok, prompts, [[(15, 0, 0, 0, 0)], [(15, 0, 0, 0, 0)]]), x, t)
+        # Understanding never sees a plan: the same judgement with or without one.
+        patches = torch.randn(2, model.n_patches, model.patch_dim)
+        und_plain = model.understand(_text(model, tok, prompts), patches)["yes"]
+        und_think = model.understand(_text(model, tok, prompts, [[(0, 0, 0, 0, 0)], [(3, 1, 1, 1, 1)]]), patches)["yes"]
+    assert not torch.allclose(plain, think_a) and not torch.allclose(think_a, think_b)
+    torch.testing.assert_close(und_plain, und_think, rtol=1e-5, atol=1e-6)
+    # The prompt's own states do not depend on the plan appended after them (prefix-LM).
+    a = _text(model, tok, ["a red circle"])
+    b = _text(model, tok, ["a red circle"], [[(2, 1, 0, 1, 0), (3, 0, 1, 0, 1)]])
+    torch.testing.assert_close(a.hidden, b.hidden[:, : a.hidden.shape[1]], rtol=1e-5, atol=1e-6)
+
+
+def test_plan_tokens_text_and_targets_hand_made():
+    model, _ = tiny()
+    objects = [(5, 0, 1, 1, 0), (10, 2, 0, 0, 1)]
+    plan, mask = plan_tensor(model, [objects])
+    assert plan.shape == (1, model.config.max_plan_len, 5) and mask[0].tolist() == [True] * 4 + [False] * 2
+    assert plan[0, 0, 0] == model.n_slots + 1 and plan[0, 3, 0] == model.n_slots  # <think> ... </think>
+    targets = plan_targets(model, plan, mask)
+    assert targets["slot"][0].tolist() == [5, 10, model.n_slots, IGNORE, IGNORE, IGNORE]
+    assert targets["color"][0].tolist() == [0, 2, IGNORE, IGNORE, IGNORE, IGNORE]  # </think> has no attributes
+    text = plan_text(model, objects)
+    cfg = model.config
+    assert text.startswith("<think> slot 5 (row 1, col 1): ") and text.endswith(" </think>")
+    assert f"{cfg.sizes[1]} {cfg.colors[0]} {cfg.shapes[1]}" in text
+
+
+def test_sampled_plans_are_seeded_batch_independent_and_well_formed():
+    model, tok = tiny()
+    prompts = ["a red circle and a blue square", "three green triangles", "a yellow square"]
+    plans = sample_plans(model, tok, prompts, [1, 2, 3], chunk=4)
+    again = sample_plans(model, tok, prompts[1:2], [2], chunk=4)
+    assert plans[1] == again[0]
+    for plan in plans:
+        slots = [o[0] for o in plan]
+        assert 1 <= len(plan) <= model.config.max_plan_len - 2 and len(set(slots)) == len(slots)
+        assert all(0 <= s < model.n_slots for s in slots)
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_sampling_is_seeded_and_independent_of_batch_company(think):
+    model, tok = tiny()
+    prompts = ["a red circle", "two blue squares", "a green triangle"]
+    plans = sample_plans(model, tok, prompts, [7, 8, 9]) if think else None
+    together = sample_patches(model, tok, prompts, [7, 8, 9], steps=3, guidance=2.0, plans=plans, chunk=4)
+    alone = sample_patches(model, tok, prompts[:1], [7], steps=3, guidance=2.0,
+                           plans=plans[:1] if think else None, chunk=4)
+    assert together.shape == (3, model.n_patches, model.patch_dim)
+    assert torch.equal(together[0], alone[0])
+    other = sample_patches(model, tok, prompts[:1], [70], steps=3, guidance=2.0, plans=plans[:1] if think else None)
+    assert not torch.equal(other[0], alone[0])
 
 
 def test_save_and_reload_reproduce_outputs(tmp_path):
-    model, tok = tiny_model()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
+    model, tok = tiny()
     model.save_pretrained(tmp_path)
-    assert (tmp_path / "config.json").is_file()
     assert json.loads((tmp_path / "config.json").read_text())["vocab"] == list(tok.vocab)
     again = TinyUMM.from_pretrained(str(tmp_path)).eval()
-    # Bit-exactness is the contract for the saved state; outputs may differ in the last bits because the
-    # reloaded tensors can have another memory layout, which changes the kernels' summation order.
     saved, loaded = model.state_dict(), again.state_dict()
     assert saved.keys() == loaded.keys()
     for key in saved:
         assert torch.equal(saved[key], loaded[key]), key
-    ids, mask = tok.encode(["a blue square"])
-    args = (ids, mask, torch.randn(1, 64, 192), torch.tensor([0.5]), torch.tensor([0]))
+    x = torch.randn(1, model.n_patches, model.patch_dim)
     with torch.no_grad():
-        torch.testing.assert_close(model(*args)["velocity"], again(*args)["velocity"], rtol=1e-5, atol=1e-5)
+        a = model.velocity(_text(model, tok, ["a red circle"]), x, torch.tensor([0.5]))
+        b = again.velocity(_text(again, tok, ["a red circle"]), x, torch.tensor([0.5]))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_sampling_is_seeded_and_independent_of_batch_company():
-    model, tok = tiny_model()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    alone = sample_patches(model, tok, ["a red circle"], [7], steps=3, guidance=2.0, chunk=4)
-    crowd = sample_patches(model, tok, ["a blue square", "a red circle", "a red circle", "", "a blue square"],
-                           [1, 7, 8, 2, 3], steps=3, guidance=2.0, chunk=4)
-    assert alone.shape == (1, 64, 192)
-    assert torch.equal(alone[0], crowd[1])
-    assert not torch.equal(crowd[1], crowd[2])  # another seed, another image
+def test_caption_noise_reaches_generation_data_only():
+    noisy = DataConfig(caption_noise=CaptionNoise(swap_colors=1.0, flip_relation=1.0, drop_relation=0.0,
+                                                  miscount=1.0, drop_texture=0.0, drop_size=0.0))
+    sampler = WorldSampler(noisy, seed=0)
+    g = sampler.generation_batch(64, cond_dropout=0.0)
+    changed = [t != s.text for t, s in zip(g["texts"], g["specs"])]
+    # Every two-colour, relational or counted prompt is miscaptioned; single objects never are.
+    for text, spec, diff in zip(g["texts"], g["specs"], changed):
+        if spec.category == "single":
+            assert not diff
+        if spec.relation is not None or spec.category == "numeracy":
+            assert diff, text
+    u = sampler.understanding_batch(32, torch.Generator().manual_seed(0))
+    assert u["texts"] == [s.text for s in u["specs"]]  # understanding always reads the exact prompt
+    exact = WorldSampler(DataConfig(caption_noise=EXACT), seed=0).generation_batch(32, cond_dropout=0.0)
+    assert exact["texts"] == [s.text for s in exact["specs"]]
+
+
+def test_noisy_caption_rates_are_the_documented_ones():
+    spec = compose([ObjectSpec("circle", "red"), ObjectSpec("square", "blue")], (0, "left of", 1))
+    rng = np.random.default_rng(0)
+    noise = CaptionNoise(swap_colors=0.4, flip_relation=0.3, drop_relation=0.1)
+    counts: dict[str, int] = {}
+    for _ in range(4000):
+        _, applied = noisy_caption(spec, rng, noise)
+        for a in applied:
+            counts[a] = counts.get(a, 0) + 1
+    assert abs(counts["swap_colors"] / 4000 - 0.4) < 0.03
+    assert abs(counts["flip_relation"] / 4000 - 0.3) < 0.03
+    assert abs(counts["drop_relation"] / 4000 - 0.1) < 0.02
+
+
+def test_understanding_labels_agree_with_the_scene():
+    sampler = WorldSampler(DataConfig(p_clean=1.0, ghost_p=0.0, box_jitter=0), seed=3)
+    u = sampler.understanding_batch(24, torch.Generator().manual_seed(0))
+    assert 0 < float(u["yes"].mean()) < 1
+    assert torch.equal(u["box_mask"].sum(1) >= 1, torch.ones(24, dtype=torch.bool))
+    for i, spec in enumerate(u["specs"]):
+        # Positives and their plans describe the same layout: rebuild the scene from the plan and check it.
+        from srum_core.world.render import scene_from_slots
+
+        colors, shapes, textures, sizes = sampler.classes
+        scene = scene_from_slots([(o[0], colors[o[1]], shapes[o[2]], sizes[o[3]], textures[o[4]]) for o in u["plans"][i]])
+        assert scene_matches(spec, scene)
+        objects = int(u["region_object"][i].sum())
+        assert objects == int(u["object"][i].sum())  # one object per slot, one token per slot
+
+
+def test_plan_objects_follow_the_prompt_order_and_slots():
+    spec = compose([ObjectSpec("circle", "red", count=2), ObjectSpec("square", "blue")])
+    scene = sample_scene(spec, np.random.default_rng(1))
+    classes = (("red", "yellow", "green", "blue"), ("circle", "square", "triangle"), ("solid", "striped"),
+               ("small", "large"))
+    plan = plan_objects(spec, scene, classes)
+    assert [o[1:3] for o in plan] == [(0, 0), (0, 0), (3, 1)]
+    assert plan[0][0] < plan[1][0]  # copies of one kind by slot
+    assert len({o[0] for o in plan}) == 3
+
+
+def test_object_wanted_uses_what_the_prompt_fixes():
+    spec = compose([ObjectSpec("circle", "red", size="large"), ObjectSpec("square", "red", size="small")])
+
+    class Obj:
+        def __init__(self, shape, color, size, texture="solid"):
+            self.shape, self.color, self.size, self.texture = shape, color, size, texture
+
+    assert object_wanted(Obj("circle", "red", "large"), spec)
+    assert not object_wanted(Obj("circle", "red", "small"), spec)
+    assert not object_wanted(Obj("triangle", "red", "large"), spec)
+
+
+def test_draw_scenes_is_the_renderer():
+    specs = make_prompts("train", None, 20, 4)
+    rng = np.random.default_rng(0)
+    scenes = [sample_scene(s, rng) for s in specs]
+    fast = draw_scenes(scenes)
+    for arr, scene in zip(fast, scenes):
+        assert np.array_equal(arr, np.asarray(render_scene(scene)))
+
+
+def test_degrade_keeps_range_and_clean_share_is_identity():
+    x = torch.rand(6, 3, 64, 64) * 2 - 1
+    out = degrade(x, torch.Generator().manual_seed(0), p_clean=1.0)
+    assert torch.equal(out, x)
+    out = degrade(x, torch.Generator().manual_seed(0), p_clean=0.0)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1 and not torch.equal(out, x)
+
+
+def test_flow_timesteps_logit_normal_and_shift():
+    t = flow_timesteps(4000, torch.Generator().manual_seed(0))
+    assert 0 < float(t.min()) and float(t.max()) < 1 and abs(float(t.median()) - 0.5) < 0.03
+    shifted = flow_timesteps(4000, torch.Generator().manual_seed(0), shift=3.0)
+    assert float(shifted.median()) > 0.7
 
 
 def test_tiny_training_end_to_end_is_reproducible(tmp_path):
-    from safetensors.torch import load_file
-
-    from srum_core.tinyumm.train import TINY, train
+    from srum_core.tinyumm.train import train
 
     a = train(TINY, tmp_path / "a")
-    train(TINY, tmp_path / "b")
-    assert a["steps"] == TINY.steps
-    for name in ("config.json", "README.md", "samples.png", "train_log.jsonl", "training_config.json"):
-        assert (tmp_path / "a" / name).is_file(), name
-    assert np.isfinite(a["final_metrics"]["loss"])
-    wa = load_file(str(next((tmp_path / "a").glob("*.safetensors"))))
-    wb = load_file(str(next((tmp_path / "b").glob("*.safetensors"))))
-    assert wa.keys() == wb.keys()
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    init = tiny_model()[0]  # the EMA weights moved away from a fresh init's zero velocity head
-    assert float(wa["velocity_head.weight"].abs().sum()) > 0 == float(init.velocity_head.weight.detach().abs().sum())
-
-
-def test_tiny_training_trains_then_freezes_the_latent_codec(tmp_path):
-    from srum_core.tinyumm.train import TINY, train
-
-    summary = train(TINY, tmp_path / "m")
-    assert summary["codec_steps"] == TINY.codec_steps and np.isfinite(summary["codec_final"]["codec_loss"])
-    model = TinyUMM.from_pretrained(tmp_path / "m")
-    # The latent statistics were measured (not the identity defaults) and survive save/load as buffers.
-    assert not torch.equal(model.codec.latent_std, torch.ones(TINY.latent_channels))
-    # The trunk's optimiser never sees the codec: its parameters are exactly the rest.
-    n_codec = sum(p.numel() for p in model.codec.parameters())
-    assert sum(p.numel() for p in model.trunk_parameters()) == sum(p.numel() for p in model.parameters()) - n_codec
-    log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
-    assert any("codec_loss" in row for row in log) and any("gen_loss" in row for row in log)
-
-
-def test_latent_tokens_cover_the_same_pixels_as_patches():
-    tok = WordTokenizer(WORDS, max_len=8)
-    torch.manual_seed(0)
-    model = TinyUMM(vocab=list(tok.vocab), colors=["red"], shapes=["circle"], textures=["solid"], max_text_len=8,
-                    d_model=32, n_layers=1, n_heads=2, latent_channels=4, latent_width=8).eval()
-    assert model.patch_dim == 4 * 2 * 2  # an 8×8-pixel token is a 2×2 patch of the 4-channel, 1/4-size latent
-    x = torch.rand(2, 3, 64, 64) * 2 - 1
-    with torch.no_grad():
-        tokens = model.encode_images(x)
-        y = model.decode_tokens(tokens)
-    assert tokens.shape == (2, 64, 16) and y.shape == x.shape and y.min() >= -1 and y.max() <= 1
-    # Locality: changing pixels in token (row 0, col 0) only can change only nearby tokens (conv receptive field),
-    # never a far corner one.
-    x2 = x.clone()
-    x2[:, :, :8, :8] = 1.0
-    with torch.no_grad():
-        t2 = model.encode_images(x2)
-    assert not torch.allclose(t2[:, 0], tokens[:, 0]) and torch.allclose(t2[:, 63], tokens[:, 63])
-    pixel = TinyUMM(vocab=list(tok.vocab), max_text_len=8, d_model=32, n_layers=1, n_heads=2, latent_channels=0)
-    assert pixel.codec is None and torch.equal(pixel.encode_images(x), patchify(x, 8))
-    assert torch.equal(pixel.decode_tokens(patchify(x, 8)), x.clamp(-1, 1))
-    with pytest.raises(ValueError, match="multiple of 4"):
-        TinyUMM(vocab=list(tok.vocab), patch_size=6, image_size=60, latent_channels=4)
+    b = train(TINY, tmp_path / "b")
+    assert a["steps"] == TINY.steps == b["steps"]
+    assert a["final_metrics"]["loss"] == pytest.approx(b["final_metrics"]["loss"], rel=1e-4)
+    for name in ("config.json", "samples.png", "README.md", "train_summary.json", "training_config.json"):
+        assert (tmp_path / "a" / name).is_file()
+    config = json.loads((tmp_path / "a" / "training_config.json").read_text())
+    assert config["data"]["caption_noise"]["swap_colors"] == TINY.data.caption_noise.swap_colors
 
 
 def test_learning_rate_warms_up_then_decays_by_cosine_to_the_floor():
     from dataclasses import replace
 
-    from srum_core.tinyumm.train import TrainRunConfig, learning_rate
+    from srum_core.tinyumm.train import learning_rate
 
-    c = replace(TrainRunConfig(), lr=1e-3, warmup_steps=10, steps=110, lr_min_ratio=0.1)
-    lrs = [learning_rate(c, s) for s in range(120)]
-    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up to the peak
-    assert lrs[60] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # halfway through the cosine
-    assert lrs[110] == pytest.approx(1e-4) and lrs[119] == pytest.approx(1e-4)  # floor at and after `steps`
-    after = lrs[9:111]
-    assert all(a >= b for a, b in zip(after, after[1:]))
-    with pytest.raises(ValueError, match="lr_min_ratio"):
-        replace(c, lr_min_ratio=1.5)
+    cfg = replace(TINY, lr=1e-3, warmup_steps=10, steps=110, lr_min_ratio=0.1)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 9) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 60) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert learning_rate(cfg, 110) == pytest.approx(1e-4)
 
 
-def test_size_labels_come_from_the_fourth_attribute_and_are_ignored_on_crops():
-    ids = torch.zeros(1, 16, 16, dtype=torch.long)
-    ids[0, 0:8, 0:8] = 1
-    attrs = torch.full((1, 5, 4), IGNORE, dtype=torch.long)
-    attrs[0, 1] = torch.tensor([0, 1, 0, 1])
-    lab = patch_labels(ids, attrs, 8)
-    assert lab["size"].tolist() == [[1, IGNORE, IGNORE, IGNORE]]
-    assert "size" not in patch_labels(ids, attrs[..., :3], 8)  # three attributes: no size label, as before
-
-    from srum_core.tinyumm.data import PoolConfig, WorldPool
-
-    pool = WorldPool(PoolConfig(size=12, refresh_per_step=1, n_prompts=40), seed=0)
-    gen = torch.Generator().manual_seed(0)
-    full = pool.understanding_batch(16, 8, gen, crop_p=0.0)
-    assert bool((full["size"] != IGNORE).any()) and set(full["size"].unique().tolist()) <= {IGNORE, 0, 1}
-    assert torch.equal(full["size"] != IGNORE, full["color"] != IGNORE)  # every object patch has a size
-    crops = pool.understanding_batch(16, 8, gen, crop_p=1.0)
-    assert bool((crops["size"] == IGNORE).all()) and bool((crops["color"] != IGNORE).any())
-
-
-def test_size_head_is_optional_and_older_configs_load_without_it(tmp_path):
-    model, tok = tiny_model()
-    ids, mask = tok.encode(["a red circle"])
-    args = (ids, mask, torch.randn(1, 64, 192), torch.tensor([0.5]), torch.tensor([1]))
-    with torch.no_grad():
-        assert "size" not in model(*args) and model.size_head is None
-    sized = TinyUMM(vocab=list(tok.vocab), colors=["red"], shapes=["circle"], textures=["solid"], max_text_len=8,
-                    d_model=32, n_layers=2, n_heads=2, sizes=["small", "large"]).eval()
-    with torch.no_grad():
-        assert sized(*args)["size"].shape == (1, 64, 2)
-    sized.save_pretrained(tmp_path)
-    assert TinyUMM.from_pretrained(str(tmp_path)).config.sizes == ["small", "large"]
-
-
-def test_bf16_autocast_step_matches_float32_closely():
-    """The trunk trains under CPU bf16 autocast; attention stays float32 and the loss stays close to fp32's."""
-    model, tok = tiny_model()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(3)))
-    ids, mask = tok.encode(["a red circle", "a blue square"])
-    args = (ids, mask, torch.randn(2, 64, 192, generator=torch.Generator().manual_seed(4)), torch.tensor([0.5, 0.8]),
-            torch.tensor([0, 0]))
-    with torch.no_grad():
-        ref = model(*args)["velocity"]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(*args)["velocity"].float()
-    assert low.shape == ref.shape and torch.isfinite(low).all()
-    assert float((low - ref).abs().max()) < 0.05 * float(ref.abs().max())
-    assert not torch.equal(low, ref)  # the matmuls really ran in bf16
-
-
-def test_train_cli_passes_architecture_batch_device_and_pool_flags(tmp_path):
+def test_train_cli_passes_architecture_data_and_noise_flags(tmp_path):
     from srum_core.tinyumm.train import main
 
-    out = tmp_path / "m"
-    rc = main(["--tiny", "--out", str(out), "--device", "cpu", "--gen-batch", "3", "--und-batch", "2",
-               "--d-model", "24", "--n-layers", "1", "--timestep-shift", "2.0", "--pool-size", "10",
-               "--codec-steps", "2", "--steps", "2"])
-    assert rc == 0
+    out = tmp_path / "w"
+    assert main(["--tiny", "--out", str(out), "--d-model", "48", "--n-layers", "1", "--noise-scale", "0.5",
+                 "--plan-p", "0.25", "--gen-batch", "3", "--und-batch", "2", "--seed", "4"]) == 0
     config = json.loads((out / "training_config.json").read_text())
-    assert (config["device"], config["gen_batch"], config["und_batch"]) == ("cpu", 3, 2)
-    assert (config["d_model"], config["n_layers"], config["timestep_shift"]) == (24, 1, 2.0)
-    assert (config["pool"]["size"], config["codec_steps"], config["steps"]) == (10, 2, 2)
-    model = TinyUMM.from_pretrained(out)
-    assert (model.config.d_model, model.config.n_layers, model.config.flow_shift) == (24, 1, 2.0)
-    with pytest.raises(SystemExit):  # refuses to overwrite weights without --force
-        main(["--tiny", "--out", str(out)])
+    assert (config["d_model"], config["n_layers"], config["gen_batch"], config["und_batch"], config["seed"]) == (48, 1, 3, 2, 4)
+    assert config["data"]["plan_p"] == 0.25
+    assert config["data"]["caption_noise"]["swap_colors"] == pytest.approx(CaptionNoise().swap_colors * 0.5)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["d_model"] == 48 and saved["n_layers"] == 1
+    with pytest.raises(SystemExit):
+        main(["--tiny", "--out", str(out)])  # refuses to overwrite without --force

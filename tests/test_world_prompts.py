@@ -29,7 +29,7 @@ def mixed():
 def test_phrases_read_as_english():
     assert ObjectSpec("circle", "red").phrase == "a red circle"
     assert ObjectSpec("square", "green", count=3).phrase == "three green squares"
-    assert ObjectSpec("triangle", "orange").phrase == "an orange triangle"
+    assert ObjectSpec("triangle", "red", size="large").phrase == "a large red triangle"
     spec = compose([ObjectSpec("circle", "red"), ObjectSpec("triangle", "blue")], (0, "left of", 1))
     assert spec.text == "a red circle to the left of a blue triangle"
     assert spec.category == "spatial"
@@ -113,7 +113,7 @@ def test_perturbations_stay_in_grammar_and_change_meaning(mixed):
 
 
 def test_bad_arguments_say_what_to_do():
-    with pytest.raises(ValueError, match="train, val"):
+    with pytest.raises(ValueError, match="train, eval, val"):
         make_prompts("test", None, 3, 0)
     with pytest.raises(ValueError, match="choose one of"):
         make_prompts("train", "colour", 3, 0)

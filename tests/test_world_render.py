@@ -6,7 +6,17 @@ import numpy as np
 
 from srum_core.world.prompts import compose, make_prompts
 from srum_core.world.render import OBJECT_GAP, render_masks, render_scene, render_spec, sample_scene
-from srum_core.world.spec import BACKGROUND, COLORS, IMAGE_SIZE, SIZE_RADII, ObjectSpec, PlacedObject, Scene
+from srum_core.world.spec import (
+    BACKGROUND,
+    COLORS,
+    IMAGE_SIZE,
+    SIZE_RADII,
+    ObjectSpec,
+    PlacedObject,
+    Scene,
+    slot_center,
+    slot_of,
+)
 
 
 def _specs(n=140, seed=5):
@@ -29,8 +39,10 @@ def test_scenes_satisfy_their_specs():
             assert len(match) == o.count
             assert all(o.size in (None, p.size) and o.texture in (None, p.texture) for p in match)
         for i, a in enumerate(scene.objects):
+            assert a.slot == slot_of(a.cx, a.cy) and (a.cx, a.cy) == slot_center(a.slot)
             for b in scene.objects[i + 1 :]:
                 reach = a.radius + b.radius + OBJECT_GAP
+                assert a.slot != b.slot
                 assert abs(a.cx - b.cx) >= reach or abs(a.cy - b.cy) >= reach
         if spec.relation:
             s, rel, o = spec.relation
@@ -77,5 +89,39 @@ def test_stripes_alternate_and_keep_the_hue():
     blue = np.array(COLORS["blue"])
     bright = np.all(column == blue, -1)
     dark = np.all(np.abs(column - blue * 0.5) <= 1, -1)
-    assert bright[:3].all() and dark[3:6].all() and bright[6:9].all()
+    assert bright[:2].all() and dark[2:4].all() and bright[4:6].all()  # 2-pixel bands (STRIPE_PERIOD 4)
     assert bright.sum() + dark.sum() == 20
+
+
+def test_slot_relations_and_scene_matching():
+    from srum_core.world.render import scene_from_slots, scene_matches, slot_relation_holds
+
+    assert slot_relation_holds(4, "left of", 6) and not slot_relation_holds(6, "left of", 4)
+    assert slot_relation_holds(0, "left of", 5)  # one row down, one column right: along == across
+    assert not slot_relation_holds(0, "left of", 9)  # two rows down, one column right: more across than along
+    assert slot_relation_holds(1, "above", 13) and slot_relation_holds(13, "below", 1)
+    spec = compose([ObjectSpec("circle", "red"), ObjectSpec("square", "blue")], (0, "left of", 1))
+    right = scene_from_slots([(4, "red", "circle", "small", "solid"), (6, "blue", "square", "large", "striped")])
+    flipped = scene_from_slots([(6, "red", "circle", "small", "solid"), (4, "blue", "square", "large", "solid")])
+    extra = scene_from_slots([*[(4, "red", "circle", "small", "solid"), (6, "blue", "square", "large", "solid")],
+                              (15, "green", "triangle", "small", "solid")])
+    assert scene_matches(spec, right) and not scene_matches(spec, flipped) and not scene_matches(spec, extra)
+
+
+def test_every_scene_of_a_prompt_matches_it_and_near_misses_do_not():
+    from srum_core.world.prompts import perturb_spec
+    from srum_core.world.render import scene_matches
+
+    rng = np.random.default_rng(2)
+    for spec in _specs(70, 9):
+        assert scene_matches(spec, sample_scene(spec, rng))
+        assert not scene_matches(spec, sample_scene(perturb_spec(spec, rng), rng))
+
+
+def test_slot_tiles_are_exactly_the_generic_drawing():
+    from srum_core.world.render import _render_generic
+
+    rng = np.random.default_rng(4)
+    for spec in _specs(30, 1):
+        scene = sample_scene(spec, rng)
+        assert np.array_equal(np.asarray(render_scene(scene)), np.asarray(_render_generic(scene)))

@@ -63,6 +63,14 @@ def load_sandbox(path: str | Path | None = None, device: str = "auto") -> Sandbo
             f"no TinyUMM weights in {folder} (config.json missing); train them with "
             f"`python -m srum_core.tinyumm.train --out {folder}` or pass the folder that holds them"
         )
+    import json
+
+    version = json.loads((folder / "config.json").read_text()).get("version", 1)
+    if version != 2:
+        raise ValueError(
+            f"{folder} holds TinyUMM v{version} weights; this backend runs v2 (the mixture-of-transformers model "
+            f"with a think mode); retrain with `python -m srum_core.tinyumm.train --out {folder}`"
+        )
     dev = resolve_device(device)
     key = (str(folder.resolve()), str(dev))
     if key not in _CACHE:

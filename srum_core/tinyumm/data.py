@@ -154,7 +154,7 @@ class WorldSampler:
     generator for noise)."""
 
     def __init__(self, config: DataConfig, seed: int, classes=None, n_slots: int = world_spec.N_SLOTS,
-                 patch: int = 8):
+                 patch: int = world_spec.SLOT):
         self.config = config
         self.rng = np.random.default_rng(seed)
         self.classes = classes or world_classes()

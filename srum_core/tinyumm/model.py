@@ -258,7 +258,7 @@ class TinyUMM(ModelMixin, ConfigMixin):
         max_text_len: int = 18,
         max_plan_len: int = 6,
         image_size: int = 64,
-        patch_size: int = 8,
+        patch_size: int = 16,
         channels: int = 3,
         grid_size: int = 4,
         d_model: int = 160,

@@ -46,7 +46,7 @@ class TrainRunConfig:
     d_model: int = 160
     n_layers: int = 6
     n_heads: int = 4
-    max_text_len: int = 18
+    max_text_len: int = 16
     gen_batch: int = 32
     und_batch: int = 32
     lr: float = 6e-4
@@ -113,14 +113,14 @@ TINY = TrainRunConfig(
 def build_model(config: TrainRunConfig):
     """A fresh TinyUMM and its tokenizer for ``config``."""
     from ..world.prompts import VOCAB
-    from ..world.spec import GRID, IMAGE_SIZE
+    from ..world.spec import GRID, IMAGE_SIZE, SLOT
     from .model import TinyUMM
 
     colors, shapes, textures, sizes = world_classes()
     tokenizer = WordTokenizer(VOCAB, config.max_text_len)
     model = TinyUMM(
         vocab=list(tokenizer.vocab), colors=list(colors), shapes=list(shapes), textures=list(textures),
-        sizes=list(sizes), max_text_len=config.max_text_len, image_size=IMAGE_SIZE, grid_size=GRID,
+        sizes=list(sizes), max_text_len=config.max_text_len, image_size=IMAGE_SIZE, patch_size=SLOT, grid_size=GRID,
         d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, flow_shift=config.timestep_shift,
     )
     return model, tokenizer
