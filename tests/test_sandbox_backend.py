@@ -158,12 +158,9 @@ def test_train_part_switches_the_trainable_module_and_guards_attached_adapters(b
     b.set_train_part("gen")
     with pytest.raises(ValueError, match="train_part"):
         b.set_train_part("judge")
-    from srum_core import training
+    from srum_core.adapters import attach_adapter
 
-    attach = getattr(training, "attach_adapter", None)
-    if attach is None:  # the adapter lifecycle may live in srum_core.adapters
-        from srum_core.adapters import attach_adapter as attach
-    attach(b, TrainingConfig(lora_rank=2))
+    attach_adapter(b, TrainingConfig(lora_rank=2))
     with pytest.raises(ValueError, match="already carries an adapter"):
         b.set_train_part("all")
 

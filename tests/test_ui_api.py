@@ -139,7 +139,7 @@ def test_generate_score_train_compare_undo(served, client):
     assert "[global]" in raw
     assert heatmap_z(heatmap).shape == (64, 64)  # pixel view: one value per pixel
     token_z = heatmap_z(score(client, map_view="token")[4])
-    assert token_z.shape == (8, 8)  # token view: the 8×8 grid of 8-pixel tokens
+    assert token_z.shape == (4, 4)  # token view: the 4×4 grid of 16-pixel tokens
     assert float(token_z.min()) >= 0.0 and float(token_z.max()) <= 1.0  # released maps lie in [0, 1]
 
     status, *_plots, history, _undo = train(client)
@@ -163,7 +163,7 @@ def test_generate_score_train_compare_undo(served, client):
     assert relative in [row[0] for row in rows]
     # The round's own SRUM records, drawn over its images, without uploading anything.
     text, plot = client.predict(None, 0, "released", "token", relative, api_name="/import_records")
-    assert "records read, 0 bad lines" in text and heatmap_z(plot).shape == (8, 8)
+    assert "records read, 0 bad lines" in text and heatmap_z(plot).shape == (4, 4)
 
     status, *_plots, history, _undo = client.predict("base", api_name="/undo")
     assert "base model" in status and [row[0] for row in history["data"]] == [0]

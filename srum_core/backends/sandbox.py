@@ -278,7 +278,7 @@ class SandboxBackend:
         if part not in TRAIN_PARTS:
             raise ValueError(f"train_part={part!r}: choose one of {', '.join(TRAIN_PARTS)}")
         if part != self._train_part:
-            from ..training import adapter_kind
+            from ..adapters import adapter_kind
 
             if adapter_kind(self) is not None:
                 raise ValueError(
