@@ -31,12 +31,12 @@ EVAL_SETS: dict[str, dict] = {
 }
 
 
-def set_items(name: str, per_category: int | None = None) -> list[tuple]:
+def set_items(backend, name: str, per_category: int | None = None) -> list[tuple]:
     """``(PromptItem, image seed)`` pairs of an evaluation set, category by category (``per_category`` caps them)."""
-    from srum_core.evaluation import image_seed, world_prompts
+    from srum_core.evaluation import eval_prompts, image_seed
 
     spec = EVAL_SETS[name]
-    prompts = world_prompts(spec["split"], None, spec["n_prompts"], 0)
+    prompts = eval_prompts(backend, spec["split"], None, spec["n_prompts"], 0)
     items = [(item, image_seed(seed, i)) for seed in spec["seeds"] for i, item in enumerate(prompts)]
     if per_category is not None:
         kept, count = [], {}
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                      "sets": {}}
     for name in args.sets:
         print(f"{name}:")
-        items = set_items(name, args.per_category)
+        items = set_items(backend, name, args.per_category)
         results["sets"][name] = measure(backend, items, args.modes, args.steps, args.guidance)
     if not args.no_speed:
         results["speed"] = speed(args.weights, args.device, args.steps, args.guidance)

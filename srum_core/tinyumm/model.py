@@ -225,6 +225,16 @@ class GenerationExpert(nn.Module):
         # random position code would be drowned and patches could not tell where they are.
         self.image_pos = nn.Parameter(sincos_2d(grid, d))
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        # The plan as a layout: what the plan puts on each slot, added to that slot's token (think mode; GLIGEN-
+        # style layout conditioning). State 0 = no plan (plain mode), 1 = an empty slot, 2 = an object there.
+        n_c, n_s, n_t, n_z = len(cfg["colors"]), len(cfg["shapes"]), len(cfg["textures"]), len(cfg["sizes"])
+        self.layout_state = nn.Embedding(3, d)
+        self.layout_color = nn.Embedding(n_c + 1, d)
+        self.layout_shape = nn.Embedding(n_s + 1, d)
+        self.layout_size = nn.Embedding(n_z + 1, d)
+        self.layout_texture = nn.Embedding(n_t + 1, d)
+        for emb in (self.layout_state, self.layout_color, self.layout_shape, self.layout_size, self.layout_texture):
+            nn.init.normal_(emb.weight, std=0.02)
         self.layers = nn.ModuleList(
             ExpertLayer(d, cfg["n_heads"], cfg["mlp_ratio"], adaptive=True) for _ in range(cfg["n_layers"])
         )
@@ -403,12 +413,21 @@ class TinyUMM(ModelMixin, ConfigMixin):
         pooled = cover @ img / cover.sum(-1, keepdim=True).clamp(min=1e-6)
         return u.region_token + u.box_in(b / size * 2 - 1) + pooled
 
-    def velocity(self, text: TextStates, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The generation stream: velocity ``(B, N, P)`` of the flow at ``x_t`` and time ``t (B,)``."""
+    def velocity(
+        self, text: TextStates, x_t: torch.Tensor, t: torch.Tensor, layout: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The generation stream: velocity ``(B, N, P)`` of the flow at ``x_t`` and time ``t (B,)``.
+
+        ``layout (B, N, 5)``: the plan per token ``[state, colour, shape, size, texture]`` (see
+        :meth:`layout_embedding`); None (plain mode) adds the "no plan" state everywhere.
+        """
         g = self.gen
         d = self.config.d_model
         cond = g.time_mlp(timestep_embedding(t, d).to(g.image_pos.dtype))
-        x = g.patch_in(x_t) + g.image_pos
+        if layout is None:
+            layout = torch.zeros(x_t.shape[0], x_t.shape[1], 5, dtype=torch.long, device=x_t.device)
+            layout[..., 1:] = torch.tensor(self._none_fields(), device=x_t.device)
+        x = g.patch_in(x_t) + g.image_pos + self.layout_embedding(layout)
         n = x.shape[1]
         self_mask = torch.ones(n, n, dtype=torch.bool, device=x.device)
         x = self._stream(text, x, g.layers, cond, self_mask)
@@ -419,6 +438,16 @@ class TinyUMM(ModelMixin, ConfigMixin):
         # clean patches live on a low-dimensional set and pass that bottleneck, noise does not. The velocity
         # follows from x_t = (1 - t)·x0 + t·ε: v = (x_t - x0) / t, with t clipped away from 0.
         return (x_t - x0) / t.clamp(min=self.config.t_clip)[:, None, None].to(x0.dtype)
+
+    def _none_fields(self) -> list[int]:
+        cfg = self.config
+        return [len(cfg.colors), len(cfg.shapes), len(cfg.sizes), len(cfg.textures)]
+
+    def layout_embedding(self, layout: torch.Tensor) -> torch.Tensor:
+        """``(B, N, 5)`` per-token plan fields ``[state, colour, shape, size, texture]`` → ``(B, N, d)``."""
+        g = self.gen
+        return (g.layout_state(layout[..., 0]) + g.layout_color(layout[..., 1]) + g.layout_shape(layout[..., 2])
+                + g.layout_size(layout[..., 3]) + g.layout_texture(layout[..., 4]))
 
     def expert_parameters(self, part: str) -> list[nn.Parameter]:
         """``"gen"``: the generation expert's parameters; ``"und"``: the understanding expert's; ``"all"``."""

@@ -44,6 +44,25 @@ def plan_tensor(model, plans: Sequence[Sequence[PlanObject]]) -> tuple[torch.Ten
     return out, mask
 
 
+def layout_tensor(model, plans: Sequence[Sequence[PlanObject] | None]) -> torch.Tensor:
+    """Plans → per-token layouts ``(B, N, 5)`` ``[state, colour, shape, size, texture]`` for the generation
+    stream: state 0 = no plan (``None``), 1 = a slot the plan leaves empty, 2 = an object planned there. Tokens and
+    slots coincide (one 16-pixel token per slot)."""
+    if model.n_patches != model.n_slots:
+        raise ValueError("layout conditioning needs one generation token per slot")
+    cfg = model.config
+    none = [len(cfg.colors), len(cfg.shapes), len(cfg.sizes), len(cfg.textures)]
+    out = torch.zeros(len(plans), model.n_patches, 5, dtype=torch.long)
+    out[..., 1:] = torch.tensor(none)
+    for row, plan in enumerate(plans):
+        if plan is None:
+            continue
+        out[row, :, 0] = 1
+        for slot, c, s, z, t in plan:
+            out[row, slot] = torch.tensor([2, c, s, z, t])
+    return out
+
+
 def plan_words(model, obj: PlanObject) -> str:
     """``"large striped red circle"`` for one plan object (solid is left unsaid)."""
     cfg = model.config
@@ -170,21 +189,25 @@ def sample_patches(
         x = noise.to(device=device, dtype=torch.float32)
         ids, mask = tokenizer.encode([prompts[i] for i in idx])
         ids, mask = ids.to(device), mask.to(device)
+        layout = None
         if plans is not None:
             plan, plan_mask = plan_tensor(model, [plans[i] for i in idx])
             text = model.encode_text(ids, mask, plan.to(device), plan_mask.to(device))
+            layout = layout_tensor(model, [plans[i] for i in idx]).to(device)
         else:
             text = model.encode_text(ids, mask)
         if use_cfg:
             null_ids, null_mask = tokenizer.encode([""] * chunk)
             null = model.encode_text(null_ids.to(device), null_mask.to(device))
             text = _concat_text(text, null)
+            if layout is not None:
+                layout = torch.cat([layout, layout_tensor(model, [None] * chunk).to(device)])
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=float(model.config.flow_shift))
         scheduler.set_timesteps(steps, device=device)
         for i, ts in enumerate(scheduler.timesteps):
             sigma = scheduler.sigmas[i].expand(chunk * (2 if use_cfg else 1)).to(device)
             inp = torch.cat([x, x]) if use_cfg else x
-            v = model.velocity(text, inp.to(dtype), sigma.to(dtype)).float()
+            v = model.velocity(text, inp.to(dtype), sigma.to(dtype), layout).float()
             if use_cfg:
                 v = v[chunk:] + guidance * (v[:chunk] - v[chunk:])
             x = scheduler.step(v, ts, x).prev_sample

@@ -135,6 +135,12 @@ def _masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1])[keep].float(), flat_t[keep])
 
 
+def layout_tensor(model, plans: list) -> torch.Tensor:
+    from .sampling import layout_tensor as _layout
+
+    return _layout(model, plans)
+
+
 def plan_inputs(model, plans: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan tokens for a batch where some rows have no plan (``None``: their plan positions are masked)."""
     from .sampling import plan_tensor
@@ -195,7 +201,7 @@ def training_step(model, tokenizer, batches: tuple[dict, dict], config: TrainRun
     ids, mask = tokenizer.encode(g["texts"])
     plan, plan_mask = plan_inputs(model, g["plans"])
     text = model.encode_text(ids.to(dev), mask.to(dev), plan.to(dev), plan_mask.to(dev))
-    v = model.velocity(text, xt, t)
+    v = model.velocity(text, xt, t, layout_tensor(model, g["plans"]).to(dev))
     gen_loss = F.mse_loss(v.float(), eps - x0)
 
     # ---- understanding expert: exact prompts, near misses, regions, planner.
