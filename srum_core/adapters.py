@@ -75,6 +75,17 @@ def _remove_lora(module: torch.nn.Module) -> None:
             delattr(module, attr)
 
 
+def select_train_part(backend: Any, part: str) -> None:
+    """Point ``backend.trainable_module()`` at the part a round trains: ``gen`` (the generation expert, so the
+    judge stays frozen) or ``all``. Backends with one trainable part (their generation path) accept only ``gen``."""
+    if hasattr(backend, "set_train_part"):
+        backend.set_train_part(part)
+    elif part != "gen":
+        raise ValueError(
+            f"backend {backend.name!r} trains one part, its generation path; use train_part 'gen' (--train-part gen)"
+        )
+
+
 def attach_adapter(backend: Any, config: TrainingConfig) -> torch.nn.Module:
     """Make ``backend``'s trainable module carry the adapter ``config`` asks for; returns that module.
 
@@ -85,6 +96,7 @@ def attach_adapter(backend: Any, config: TrainingConfig) -> torch.nn.Module:
     so take a :func:`snapshot_adapter` first if they matter. Switching between LoRA and full fine-tuning is
     refused: full fine-tuning has changed the base weights themselves.
     """
+    select_train_part(backend, config.train_part)
     module = backend.trainable_module()
     wanted = "full" if config.full_finetune else "lora"
     current = getattr(module, _KIND_ATTR, None)

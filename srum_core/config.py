@@ -137,23 +137,28 @@ TRAIN_PARTS: tuple[str, ...] = ("gen", "all")
 class GenerationConfig:
     """How images are sampled. ``guidance`` is the classifier-free guidance scale (1.0 = off).
 
-    ``mode``: ``plain`` (the prompt alone) or ``think`` (the model first writes a plan of the scene with its
+    ``mode``: ``plain`` (the prompt alone), ``think`` (the model first writes a plan of the scene with its
     understanding, then draws from prompt + plan; backends that have a think mode list it in
-    ``generation_modes``).
+    ``generation_modes``) or None (the backend's own default; a SRUM round resolves None to ``think`` where the
+    backend has it, as SRUM's released pipeline generates its training images in think mode).
     """
 
     steps: int = field(default=20, metadata=_help("sampling steps per image"))
     guidance: float = field(default=3.0, metadata=_help("classifier-free guidance scale (1.0 = off)"))
     batch_size: int = field(default=16, metadata=_help("images generated per batch"))
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or mps"))
-    mode: str = field(default="plain", metadata=_help("plain (the prompt alone) or think (plan first, then draw)"))
+    mode: str | None = field(
+        default=None,
+        metadata=_help("plain (the prompt alone), think (plan first, then draw) or none: the backend's default"),
+    )
 
     def __post_init__(self) -> None:
         _set(self, "steps", check_int(self.steps, "steps", 1, 1000, "20 is a good CPU default"))
         _set(self, "guidance", check_float(self.guidance, "guidance", 0.0, 30.0, "1.0 disables guidance"))
         _set(self, "batch_size", check_int(self.batch_size, "batch_size", 1, 1024, "images per batch"))
         check_choice(self.device, "device", DEVICES)
-        check_choice(self.mode, "mode", GENERATION_MODES)
+        if self.mode is not None:
+            check_choice(self.mode, "mode", GENERATION_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

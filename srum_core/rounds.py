@@ -422,7 +422,8 @@ def run_round(
     """
     info = process_info()
     seed = config.seed if config.seed is not None else _draw_seed(info)
-    config = replace(config, seed=seed, training=replace(config.training, seed=seed))
+    config = replace(config, seed=seed, training=replace(config.training, seed=seed),
+                     generation=resolve_generation_mode(backend, config.generation))
     out_dir = Path(out_dir) if out_dir is not None else None
     _check_round_inputs(backend, config, out_dir, resume)
     writes = out_dir is not None and info.is_main
@@ -511,12 +512,26 @@ def run_round(
     return result
 
 
+def resolve_generation_mode(backend: Any, generation: GenerationConfig) -> GenerationConfig:
+    """A round's generation mode: as given, or (None) think where the backend has a think mode — SRUM's released
+    pipeline generates its training images in think mode — else plain."""
+    if generation.mode is not None:
+        return generation
+    modes = getattr(backend, "generation_modes", ("plain",))
+    return replace(generation, mode="think" if "think" in modes else "plain")
+
+
 def _check_round_inputs(
     backend: Any, config: RoundConfig, out_dir: Path | None, resume: str | os.PathLike[str] | None
 ) -> None:
     """Refuse, before any work, what would make the round fail later."""
     if out_dir is not None and out_dir.exists():
         raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
+    modes = getattr(backend, "generation_modes", ("plain",))
+    if config.generation.mode not in modes:
+        raise ValueError(
+            f"backend {backend.name!r} generates in {', '.join(modes)} mode only; use --gen-mode {modes[0]}"
+        )
     if config.eval_split is not None and config.eval_split not in backend.prompt_sets():
         eval_prompts(backend, config.eval_split, None, 1, 0)  # raises, naming the sets the backend offers
     if resume is not None:

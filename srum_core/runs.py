@@ -10,7 +10,8 @@ A round's folder holds everything needed to understand and reproduce it::
       eval.json                evaluation before and after the round (per category, referee and self-judge)
       records.jsonl            SRUM scoring records, one per generated image (srum_core.records)
       training_records.jsonl   SRUM training records of the images that trained
-      images/                  the generated images + generation.jsonl (prompt, seed, file, settings, backend)
+      images/                  the generated images + generation.jsonl (prompt, seed, file, settings, mode, plan,
+                               backend)
       samples/                 before_*.png / after_*.png at fixed prompts and seeds
       adapter/                 the weights after the round (safetensors + adapter_config.json)
 
@@ -277,6 +278,9 @@ def _write_images(folder: Path, result: RoundResult, backend_name: str) -> None:
                 "seed": image.seed,
                 "file": Path(name).name,
                 "settings": image.sample.settings or result.config.generation.to_dict(),
+                "mode": (image.sample.settings or {}).get("mode", result.config.generation.mode),
+                # The think mode's plan (its text), as the model wrote it before drawing; None in plain mode.
+                "plan": (image.sample.settings or {}).get("plan"),
                 "backend": backend_name,
                 "category": image.item.category,
                 "spec": image.item.spec,

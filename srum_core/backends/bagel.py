@@ -1238,6 +1238,8 @@ class BagelBackend(T2ICompBenchWorld):
     """
 
     generation_defaults: dict[str, float] = GENERATION_DEFAULTS
+    #: A generation config's ``mode`` picks one of these; None keeps the backend's ``mode``.
+    generation_modes: tuple[str, ...] = ("plain", "think")
 
     def __init__(
         self,
@@ -1682,8 +1684,9 @@ class BagelBackend(T2ICompBenchWorld):
         for start in range(0, total, config.batch_size):
             batch = [str(p) for p in prompts[start : start + config.batch_size]]
             batch_seeds = [int(s) for s in seeds[start : start + config.batch_size]]
-            system = [("text", self.encode(GEN_THINK_SYSTEM_PROMPT))] if self.mode == "think" else []
-            plans = self.plans(batch) if self.mode == "think" else [None] * len(batch)
+            mode = config.mode or self.mode
+            system = [("text", self.encode(GEN_THINK_SYSTEM_PROMPT))] if mode == "think" else []
+            plans = self.plans(batch) if mode == "think" else [None] * len(batch)
             cond = [
                 system + [("text", self.encode(p))] + ([("text", self.encode(plan))] if plan is not None else [])
                 for p, plan in zip(batch, plans)
@@ -1701,7 +1704,7 @@ class BagelBackend(T2ICompBenchWorld):
                 image = Image.fromarray(array, "RGB")
                 settings = {
                     "backend": self.name,
-                    "mode": self.mode,
+                    "mode": mode,
                     "plan": plan,
                     "steps": int(config.steps),
                     "guidance": float(config.guidance),

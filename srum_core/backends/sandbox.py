@@ -222,6 +222,8 @@ class SandboxBackend:
 
     name = "sandbox"
     generation_modes = ("plain", "think")
+    #: The mode of a generation config that names none (a round resolves None to think).
+    default_mode = "plain"
     train_parts = TRAIN_PARTS
 
     def __init__(self, model, tokenizer, source: str = "memory"):
@@ -372,8 +374,9 @@ class SandboxBackend:
         from ..tinyumm.sampling import plan_text, sample_patches
 
         prompts, seeds = list(prompts), [int(s) for s in seeds]
-        if config.mode not in self.generation_modes:
-            raise ValueError(f"mode={config.mode!r}: the sandbox model generates in {', '.join(self.generation_modes)}")
+        mode = config.mode or self.default_mode
+        if mode not in self.generation_modes:
+            raise ValueError(f"mode={mode!r}: the sandbox model generates in {', '.join(self.generation_modes)}")
         for p in prompts:
             self.tokenizer.ids(p)  # fail before sampling if a prompt is outside the vocabulary
 
@@ -381,13 +384,13 @@ class SandboxBackend:
             if callback is not None:
                 callback(ProgressEvent("generate", done, total, message=f"Euler step {done}/{total}"))
 
-        plans = self.plan(prompts, seeds) if config.mode == "think" else None
+        plans = self.plan(prompts, seeds) if mode == "think" else None
         patches = sample_patches(self.model, self.tokenizer, prompts, seeds, config.steps, config.guidance,
                                  plans=plans, chunk=SAMPLING_CHUNK, callback=report)
         cfg = self.model.config
         arrays = tensor_to_uint8(unpatchify(patches, cfg.patch_size, cfg.image_size).clamp(-1, 1))
         settings = {"steps": config.steps, "guidance": config.guidance, "sampler": "flow-euler", "backend": self.name,
-                    "mode": config.mode}
+                    "mode": mode}
         samples = []
         for i, (prompt, seed, arr) in enumerate(zip(prompts, seeds, arrays)):
             image = Image.fromarray(arr, "RGB")

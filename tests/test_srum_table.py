@@ -1,0 +1,157 @@
+"""The SRUM experiment runner: paired statistics against hand-computed cases, each arm's weights on a fixed toy
+batch, and resumption (a measured arm is never run again)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.srum_table import ARMS, arm_spec, arm_training_set, oracle_report
+from srum_core.stats import auroc, balanced_accuracy, paired_bootstrap
+from srum_core.types import GlobalJudgement, Region, RegionJudgement, RewardReport, Sample
+
+
+def test_balanced_accuracy_and_auroc_hand_computed():
+    truth = [True, True, False, False, False, False]
+    # Recall on positives 1/2, on negatives 3/4: balanced 0.625 (raw agreement would be 4/6).
+    assert balanced_accuracy(truth, [True, False, False, False, False, True]) == pytest.approx(0.625)
+    assert balanced_accuracy([True, True], [True, False]) is None  # one class only
+    # Positives score 0.9 and 0.4, negatives 0.8, 0.3, 0.2, 0.1: 7 of 8 pairs ordered right.
+    assert auroc(truth, [0.9, 0.4, 0.8, 0.3, 0.2, 0.1]) == pytest.approx(7 / 8)
+    assert auroc([True, False], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts half
+    assert auroc([False, False], [0.1, 0.2]) is None
+
+
+def test_paired_bootstrap_hand_computed_cases():
+    # Every item improves by exactly 1: no resample can say otherwise.
+    same = paired_bootstrap([0, 0, 0, 0], [1, 1, 1, 1], n_resamples=300)
+    assert (same.delta, same.low, same.high) == (1.0, 1.0, 1.0)
+    # Two items with differences 0 and 1: resampled means are 0, 0.5, 1 with chances 1/4, 1/2, 1/4, so the
+    # central 95% runs from 0 to 1 and the mean difference is 0.5.
+    two = paired_bootstrap([0, 0], [0, 1], n_resamples=4000, seed=3)
+    assert two.delta == 0.5 and two.low == 0.0 and two.high == 1.0
+    # Resampling within clusters keeps each cluster's size: cluster A all 0, cluster B all 1 → every mean is 0.5.
+    clustered = paired_bootstrap([0, 0, 0, 0], [0, 0, 1, 1], clusters=[0, 0, 1, 1], n_resamples=500)
+    assert (clustered.low, clustered.high) == (0.5, 0.5)
+    # Deterministic from its seed; refuses mismatched arms.
+    assert paired_bootstrap([0, 1, 0], [1, 1, 0], seed=7) == paired_bootstrap([0, 1, 0], [1, 1, 0], seed=7)
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap([0, 1], [1])
+
+
+def _report(g: float, regions: list[tuple[tuple[int, int, int, int], float]]) -> RewardReport:
+    return RewardReport(
+        prompt="a red circle",
+        width=64,
+        height=64,
+        global_judgement=GlobalJudgement(score=g, parse_status="ok", raw_score=g),
+        regions=tuple(RegionJudgement(region=Region(box, "test"), object_name="x", score=s, raw_score=s)
+                      for box, s in regions),
+    )
+
+
+@pytest.fixture()
+def toy():
+    """A good image (g = 0.8, its object scored 1.0) and a bad one (g = -0.6, its object scored -1.0)."""
+    samples = [Sample(prompt="a red circle", seed=i, image=None) for i in range(2)]
+    reports = [_report(0.8, [((0, 0, 16, 16), 1.0)]), _report(-0.6, [((16, 16, 32, 32), -1.0)])]
+    oracle = [_report(1.0, [((0, 0, 16, 16), 1.0)]), _report(1.0, [((16, 16, 32, 32), 1.0)])]
+    renders = [Sample(prompt="a red circle", seed=i, image="render") for i in range(2)]
+    return samples, reports, oracle, renders
+
+
+def _weights(name: str, toy, token_size: int = 16):
+    samples, reports, oracle, renders = toy
+    arm = arm_spec(name, "released", "bilinear", 0.5)
+    return arm, *arm_training_set(arm, samples, reports, token_size, oracle, renders)
+
+
+def test_every_arm_on_a_fixed_toy_batch(toy):
+    g_good, g_bad = (0.8 + 1) / 2, (-0.6 + 1) / 2
+    arm, used, w = _weights("srum", toy)
+    assert (arm.mode, arm.lam, arm.judge, arm.data, arm.gate) == ("released", 0.5, "self", "self", None)
+    # Released map on the 4x4 token grid: background 0.5·α; the good image's object token (0,0) max(0.5, 1)·α.
+    assert w.shape == (2, 16)
+    assert w[0, 0] == pytest.approx(1.0 * g_good) and w[0, 5] == pytest.approx(0.5 * g_good)
+    assert w[1, 5] == pytest.approx(0.5 * g_bad)  # a negative region score has no effect in the released map
+    _, _, sft = _weights("sft", toy)
+    assert np.all(sft == 1.0)
+    _, _, signed = _weights("signed", toy)
+    assert signed[0, 0] == pytest.approx(g_good * 1.0) and signed[0, 5] == pytest.approx(0.0)
+    assert signed[1, 5] == pytest.approx(-1.0 * g_bad)  # the paper's form keeps the negative region
+    _, _, glob = _weights("global-only", toy)
+    assert np.allclose(glob[0], 0.5 * g_good) and np.allclose(glob[1], 0.5 * g_bad)
+    _, _, local = _weights("local-only", toy)
+    assert local[0, 0] == pytest.approx(1.0) and local[0, 5] == pytest.approx(0.5)
+    _, _, binary = _weights("binary", toy)
+    assert binary[0, 0] == pytest.approx(1.0 * g_good)
+    lam0, _, w0 = _weights("lam0", toy)
+    assert lam0.lam == 0.0 and np.allclose(w0, w)  # same map, no constraint term
+    area, _, _ = _weights("area-grid", toy)
+    assert area.grid == "area"
+    oracle, _, wo = _weights("oracle", toy)
+    assert oracle.judge == "referee" and wo[1, 5] == pytest.approx(1.0) and wo[1, 5] > w[1, 5]
+    renders, used_r, wr = _weights("renders", toy)
+    assert [s.image for s in used_r] == ["render", "render"] and np.all(wr == 1.0)
+    gated, used_g, wg = _weights("gated", toy)
+    assert gated.gate == 0.0 and [s.seed for s in used_g] == [0] and np.allclose(wg[0], w[0])
+    base = arm_spec("base", "released", "bilinear", 0.5)
+    assert not base.trains
+    assert set(ARMS) == {"base", "sft", "srum", "signed", "binary", "global-only", "local-only", "lam0", "area-grid",
+                         "oracle", "renders", "gated"}
+    with pytest.raises(ValueError, match="unknown arm"):
+        arm_spec("dpo", "released", "bilinear", 0.5)
+
+
+def test_oracle_report_turns_the_referee_into_the_same_map():
+    report = _report(0.9, [((0, 0, 16, 16), 0.9), ((32, 32, 48, 48), 0.9), ((50, 0, 60, 8), 0.9)])
+    detections = [{"box": [1, 1, 15, 15], "shape": "circle", "color": "red", "size": "small", "texture": "solid"},
+                  {"box": [33, 33, 47, 47], "shape": "square", "color": "blue", "size": "small", "texture": "solid"}]
+    from srum_core.world.prompts import parse_prompt
+
+    out = oracle_report(report, passed=False, detections=detections, spec=parse_prompt("a red circle"))
+    assert out.global_judgement.score == -1.0
+    assert [r.score for r in out.regions] == [1.0, -1.0, -1.0]  # wanted, unwanted, nothing under the box
+    assert [r.region for r in out.regions] == [r.region for r in report.regions]
+
+
+def test_runner_resumes_without_training_again(tmp_path, monkeypatch):
+    import experiments.srum_table as table
+    from srum_core.backends.sandbox import _CACHE, SandboxBackend
+
+    weights = tmp_path / "w"
+    SandboxBackend.from_random(0).model.save_pretrained(str(weights))
+    args = ["--weights", str(weights), "--seeds", "0", "--arms", "base", "sft", "srum", "--per-category", "1",
+            "--n-prompts", "4", "--steps", "1", "--threads", "1", "--bootstrap", "50", "--sets", "eval",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out.json")]
+    trained = []
+    import srum_core.training as training
+
+    original = training.train_on_samples
+
+    def counting(*a, **k):
+        trained.append(1)
+        return original(*a, **k)
+
+    monkeypatch.setattr(training, "train_on_samples", counting)
+    _CACHE.clear()
+    try:
+        assert table.main(args) == 0
+        first = json.loads((tmp_path / "out.json").read_text())
+        assert len(trained) == 2  # sft and srum
+        assert table.main(args) == 0
+        assert len(trained) == 2  # nothing trained again
+        again = json.loads((tmp_path / "out.json").read_text())
+    finally:
+        _CACHE.clear()
+    assert first["arms"] == again["arms"]
+    assert set(first["arms"]) == {"base", "sft", "srum"}
+    row = first["arms"]["srum"]
+    for key in ("delta_vs_base", "ci95_vs_base", "delta_vs_sft", "ci95_vs_sft", "n_images", "seeds", "per_category"):
+        assert key in row
+    assert row["n_images"] == 7 and row["seeds"] == [0]
+    # Another recipe in the same cache is refused, not mixed in.
+    with pytest.raises(SystemExit, match="another recipe"):
+        table.main([*args, "--lr", "0.5"])
