@@ -65,8 +65,8 @@ class TrainRunConfig:
     w_attr: float = 0.25
     w_patch: float = 0.25
     w_plan: float = 0.5
-    steps: int = 12000
-    minutes: float = 85.0
+    steps: int = 17000
+    minutes: float = 88.0
     save_every_min: float = 10.0
     log_every: int = 50
     seed: int = 0
