@@ -65,7 +65,7 @@ class TrainRunConfig:
     w_attr: float = 0.25
     w_patch: float = 0.25
     w_plan: float = 0.5
-    steps: int = 17000
+    steps: int = 14000
     minutes: float = 88.0
     save_every_min: float = 10.0
     log_every: int = 50
