@@ -228,3 +228,43 @@ def accuracy_by_category(
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
     return fig
+
+
+def srum_result(data: Mapping[str, Any], set_name: str = "eval") -> Any:
+    """The SRUM result table as bars: each arm's paired change against the base model, with its 95% interval,
+    overall (left) and per category (right). ``data``: ``docs/results/sandbox_srum.json``; ``set_name``: ``eval``
+    (in-distribution) or ``transfer``."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    arms = {name: row for name, row in data.get("arms", {}).items() if name != "base"}
+    rows = {name: (row if set_name == "eval" else row.get("transfer")) for name, row in arms.items()}
+    rows = {name: row for name, row in rows.items() if row and "delta_vs_base" in row}
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
+                        subplot_titles=("all categories", "per category"))
+    names = list(rows)
+    deltas = [rows[n]["delta_vs_base"] for n in names]
+    fig.add_trace(go.Bar(
+        x=names, y=deltas, name="Δ vs base",
+        error_y={"type": "data", "symmetric": False,
+                 "array": [rows[n]["ci95_vs_base"][1] - rows[n]["delta_vs_base"] for n in names],
+                 "arrayminus": [rows[n]["delta_vs_base"] - rows[n]["ci95_vs_base"][0] for n in names]},
+        marker_color=["#4c78a8" if n not in ("oracle", "renders") else "#9d9d9d" for n in names],
+        showlegend=False,
+    ), row=1, col=1)
+    for n in names:
+        cats = rows[n].get("per_category", {})
+        order = sorted(cats)
+        fig.add_trace(go.Bar(
+            x=order, y=[cats[c]["delta_vs_base"] for c in order], name=n,
+            error_y={"type": "data", "symmetric": False,
+                     "array": [cats[c]["ci95_vs_base"][1] - cats[c]["delta_vs_base"] for c in order],
+                     "arrayminus": [cats[c]["delta_vs_base"] - cats[c]["ci95_vs_base"][0] for c in order]},
+        ), row=1, col=2)
+    label = "in-distribution" if set_name == "eval" else "transfer"
+    fig.update_layout(
+        barmode="group", height=380, margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        title=f"Change in referee accuracy against the base model ({label} set, points, paired 95% CI)",
+    )
+    fig.update_yaxes(title_text="Δ accuracy (points)", row=1, col=1)
+    return fig
