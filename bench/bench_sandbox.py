@@ -3,7 +3,7 @@ FLOP rate that achieves as a fraction of the fp32 matmul rate measured in the sa
 
     python -m bench.bench_sandbox [--weights assets/tiny-umm] [--steps 20] [--guidance 3.0] [--seed 0] [--threads 2]
 
-Its quality (referee accuracy, judge agreement) is an experiment: ``python -m experiments.sandbox_quality``.
+Its quality (referee accuracy, judge agreement) is an experiment: ``python -m experiments.sandbox_model``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def matmul_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
 
 
 def score_batch(backend, samples, judge) -> None:
-    """Global judgement + self-grounding + region judgements for each sample (what `score` does)."""
-    grounding = backend.box_sources()["self-grounding"]
+    """Global judgement + the default box source + region judgements for each sample (what `score` does)."""
+    grounding = next(iter(backend.box_sources().values()))
     for s in samples:
         backend.judge_global(s.image, s.prompt, judge)
         regions = grounding.propose(s.image, s.prompt, judge.max_regions)
@@ -57,10 +57,10 @@ def load_timed(weights: str | None, threads: int) -> tuple[Any, dict[str, float]
 
 
 def measure_speed(backend: Any, generation: Any, judge: Any, threads: int, seed: int) -> dict[str, Any]:
-    """Generate and score 16 validation prompts; FLOPs counted in a separate, untimed pass."""
+    """Generate and score 16 in-distribution evaluation prompts; FLOPs counted in a separate, untimed pass."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    prompts = [item.text for item in backend.prompts("val", None, 16, seed + 1)]
+    prompts = [item.text for item in backend.prompts("eval", None, 16, seed + 1)]
     seeds = list(range(16))
     backend.generate(prompts[:8], seeds[:8], generation)  # warm-up
     peak = matmul_gflops(threads)

@@ -6,13 +6,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 #: Where experiments write their JSON results by default (git ignores it).
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -27,31 +23,6 @@ def load_cpu_sandbox(model: str | None = None) -> Any:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     return load_sandbox(model, device="cpu")
-
-
-def render_round(backend: Any, config: Any, fresh: bool) -> dict[str, Any]:
-    """The ``renders`` diagnostic: ``config``'s training (a RoundConfig) on the world renderer's clean drawings of
-    the round's own prompts, with uniform weights — what perfect self-generated data could teach in this recipe."""
-    from srum_core.adapters import attach_adapter, init_adapter
-    from srum_core.prompt_sets import sample_prompts
-    from srum_core.training import train_on_samples
-    from srum_core.types import Sample
-    from srum_core.world.prompts import parse_prompt
-    from srum_core.world.render import render_spec
-    from srum_core.world.spec import PromptSpec
-
-    start = time.perf_counter()
-    items = sample_prompts(backend, config.prompts, config.categories, config.n_prompts, config.seed)
-    rng = np.random.default_rng(config.seed)
-    specs = [PromptSpec.from_dict(i.spec) if i.spec is not None else parse_prompt(i.text) for i in items]
-    samples = [Sample(prompt=i.text, seed=k, image=render_spec(spec, rng)[0])
-               for k, (i, spec) in enumerate(zip(items, specs))]  # fmt: skip
-    attach_adapter(backend, config.training)
-    if fresh:
-        init_adapter(backend, config.seed)
-    weights = np.ones((len(samples), backend.token_grid(*backend.image_size)[0] ** 2), dtype=np.float32)
-    result = train_on_samples(backend, samples, weights, replace(config.training, seed=config.seed))
-    return {"n_trained": len(samples), "train": result, "timings": {"train": time.perf_counter() - start}}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
