@@ -246,3 +246,22 @@ def _referee_name(referee: Referee | None) -> str | None:
     if referee is None:
         return None
     return getattr(referee, "name", None) or getattr(referee, "__name__", None) or type(referee).__name__
+
+
+def paired_referee_change(before: EvalResult, after: EvalResult, n_resamples: int = 2000) -> dict[str, Any] | None:
+    """The referee's accuracy change from ``before`` to ``after`` on the images both measured at the same
+    (prompt, seed): ``{"n", "before", "after", "delta", "ci95"}`` in percentage points, the interval from a paired
+    bootstrap (:func:`srum_core.stats.paired_bootstrap`); None when no item was judged by the referee in both."""
+    from .stats import paired_bootstrap
+
+    first = {(i.prompt, i.seed): i.referee_pass for i in before.items if i.referee_pass is not None}
+    pairs = [(first[(i.prompt, i.seed)], i.referee_pass) for i in after.items
+             if i.referee_pass is not None and (i.prompt, i.seed) in first]
+    if not pairs:
+        return None
+    a = [100.0 * float(x) for x, _ in pairs]
+    b = [100.0 * float(y) for _, y in pairs]
+    d = paired_bootstrap(a, b, n_resamples=n_resamples, seed=0)
+    return {"n": len(pairs), "before": sum(a) / len(a), "after": sum(b) / len(b), "delta": d.delta,
+            "ci95": [d.low, d.high]}
+

@@ -45,7 +45,7 @@ from .adapters import (
 from .boxes.user import USER_BOX_SOURCE
 from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig, _set, check_float, check_int
 from .distributed import ProcessInfo, barrier, gather_objects, process_info, shard
-from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, referee_passed
+from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, paired_referee_change, referee_passed
 from .limits import MAX_SEED
 from .prompt_sets import sample_prompts
 from .protocol import Cancelled, ProgressCallback, ProgressEvent
@@ -622,6 +622,11 @@ def _round_summary(
         summary.update(eval_before.flat_metrics("eval_before"))
     if eval_after is not None:
         summary.update(eval_after.flat_metrics("eval_after"))
+    if eval_before is not None and eval_after is not None:
+        change = paired_referee_change(eval_before, eval_after)
+        if change is not None:
+            summary.update({f"referee_change/{k}": v for k, v in change.items() if k != "ci95"})
+            summary["referee_change/ci95_low"], summary["referee_change/ci95_high"] = change["ci95"]
     summary.update({f"time/{k}": v for k, v in timings.items()})
     for key in ("loss", "reward_term", "constraint_term"):
         if trained.metrics:

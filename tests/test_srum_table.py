@@ -155,3 +155,22 @@ def test_runner_resumes_without_training_again(tmp_path, monkeypatch):
     # Another recipe in the same cache is refused, not mixed in.
     with pytest.raises(SystemExit, match="another recipe"):
         table.main([*args, "--lr", "0.5"])
+
+
+def test_paired_referee_change_pairs_items_by_prompt_and_seed():
+    from srum_core.evaluation import EvalItem, EvalResult, paired_referee_change
+
+    def result(passes):
+        items = tuple(EvalItem(prompt=p, category="single", seed=s, referee_pass=v, judge_score=None, judge_pass=None)
+                      for (p, s), v in passes.items())
+        return EvalResult(split="eval", judge="j", referee="r", seeds=(0,), n_prompts=1, prompt_seed=0,
+                          per_category={}, overall=None, items=items)
+
+    before = result({("a", 0): False, ("a", 1): False, ("b", 0): True, ("c", 0): None})
+    after = result({("b", 0): True, ("a", 1): True, ("a", 0): False, ("d", 0): True})
+    change = paired_referee_change(before, after, n_resamples=500)
+    assert change["n"] == 3  # ("c", 0) had no verdict before, ("d", 0) was not measured before
+    assert change["before"] == pytest.approx(100 / 3) and change["after"] == pytest.approx(200 / 3)
+    assert change["delta"] == pytest.approx(100 / 3)
+    assert change["ci95"][0] <= change["delta"] <= change["ci95"][1]
+    assert paired_referee_change(result({("a", 0): None}), after) is None
