@@ -119,3 +119,26 @@ def test_bad_arguments_say_what_to_do():
         make_prompts("train", "colour", 3, 0)
     with pytest.raises(ValueError, match="share colour and shape"):
         compose([ObjectSpec("circle", "red"), ObjectSpec("circle", "red")])
+
+
+def test_in_distribution_eval_prompts_are_never_trained_on():
+    """``eval`` prompts are of the training forms and kinds but disjoint from every prompt pre-training or a round
+    may draw (``train``), and from the transfer set (``val``); the cut is a fixed hash, versioned."""
+    from srum_core.world.prompts import EVAL_SPLIT_VERSION
+
+    assert EVAL_SPLIT_VERSION == "world-v2"  # changing the cut changes the evaluation set: bump this on purpose
+    sets = {split: {p.text for p in make_prompts(split, None, 1400, seed=3)} for split in ("train", "eval", "val")}
+    assert not sets["train"] & sets["eval"] and not sets["eval"] & sets["val"] and not sets["train"] & sets["val"]
+    evals = make_prompts("eval", None, 700, seed=3)
+    assert {p.category for p in evals} == set(CATEGORIES)
+    held = set(HELD_OUT_COMBOS)
+    assert not any(o.kind in held for p in evals for o in p.objects)
+    # Fixed: the same prompts on every machine (a digest of the first evaluation prompts of each category).
+    import hashlib
+
+    first = [make_prompts("eval", c, 3, 0)[0].text for c in CATEGORIES]
+    assert hashlib.sha1("|".join(first).encode()).hexdigest()[:12] == EVAL_DIGEST, first
+
+
+#: Digest of the first in-distribution evaluation prompt of each category (test above).
+EVAL_DIGEST = "46cd6d9d2a3d"
