@@ -125,13 +125,56 @@ def speed(weights, device: str, steps: int, guidance: float) -> dict:
             "generate_and_score_16_s": round(time.monotonic() - t0 + gen_s, 3)}
 
 
+COMPOSITIONAL = ("color", "shape", "texture", "spatial", "numeracy", "complex")
+
+
+def targets(results: dict) -> list[tuple[str, str, bool | None]]:
+    """The embedded model's targets (the issue on the model v2), measured on the in-distribution set:
+    ``(target, measured, met)``."""
+    res = results["sets"].get("eval")
+    if res is None or "plain" not in res["by_mode"]:
+        return []
+    plain = res["by_mode"]["plain"]
+    out: list[tuple[str, str, bool | None]] = []
+    single = plain["single"]["referee_accuracy"]
+    out.append(("single object ≥ 90% (plain)", f"{single:.1%}", single >= 0.9))
+    comp = {c: plain[c]["referee_accuracy"] for c in COMPOSITIONAL if c in plain}
+    out.append(("every compositional category 30–75% (plain)",
+                ", ".join(f"{c} {v:.0%}" for c, v in comp.items()), all(0.3 <= v <= 0.75 for v in comp.values())))
+    overall = plain["all"]["referee_accuracy"]
+    out.append(("all categories 40–70% (plain)", f"{overall:.1%}", 0.4 <= overall <= 0.7))
+    if "think" in res["by_mode"]:
+        think = res["by_mode"]["think"]["all"]["referee_accuracy"]
+        out.append(("think ≥ plain + 10 points (all categories)", f"{think:.1%} vs {overall:.1%} "
+                    f"({100 * (think - overall):+.1f} points)", think >= overall + 0.10))
+    j = res["judge_all_images"]
+    ba, au = j["judge_balanced_accuracy"], j["judge_auroc"]
+    out.append(("global judge balanced accuracy ≥ 0.90 and AUROC ≥ 0.95 (own plain + think images)",
+                f"{ba:.3f} / {au:.3f}" if ba is not None and au is not None else "–",
+                None if ba is None or au is None else (ba >= 0.9 and au >= 0.95)))
+    oba = j["object_balanced_accuracy"]
+    out.append(("per-object judge balanced accuracy ≥ 0.90", "–" if oba is None else f"{oba:.3f}",
+                None if oba is None else oba >= 0.9))
+    if "speed" in results:
+        sp = results["speed"]
+        out.append(("generate + score 16 images ≤ 3 s", f"{sp['generate_and_score_16_s']:.2f} s",
+                    sp["generate_and_score_16_s"] <= 3.0))
+        out.append(("load ≤ 2 s", f"{sp['load_s']:.2f} s", sp["load_s"] <= 2.0))
+    return out
+
+
 def markdown(results: dict) -> str:
     lines = []
+    rows = targets(results)
+    if rows:
+        lines += ["| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {'yes' if ok else 'no' if ok is not None else '–'} |" for t, m, ok in rows]
+        lines.append("")
     for name, res in results["sets"].items():
         modes = list(res["by_mode"])
         cats = [c for c in res["by_mode"][modes[0]] if c != "all"] + ["all"]
         lines += [f"**{name}** ({res['by_mode'][modes[0]]['all']['n']} images per mode)", "",
-                  "| category | " + " | ".join(f"{m}: referee" for m in modes) + " | judge BA / AUROC | object BA / AUROC |",
+                  "| category | " + " | ".join(f"{m}: referee" for m in modes) + " | judge BA (" + "/".join(modes) + ") · AUROC | object BA · AUROC |",
                   "|---" * (len(modes) + 3) + "|"]
         for c in cats:
             cells = [f"{res['by_mode'][m][c]['referee_accuracy']:.1%}" for m in modes]
@@ -144,7 +187,7 @@ def markdown(results: dict) -> str:
             def fmt(values: list) -> str:
                 return "/".join("–" if v is None else f"{v:.2f}" for v in values)
 
-            lines.append(f"| {c} | " + " | ".join(cells) + f" | {fmt(ba)} / {fmt(au)} | {fmt(oba)} / {fmt(oau)} |")
+            lines.append(f"| {c} | " + " | ".join(cells) + f" | {fmt(ba)} · {fmt(au)} | {fmt(oba)} · {fmt(oau)} |")
         j = res["judge_all_images"]
 
         def num(v) -> str:
