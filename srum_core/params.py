@@ -106,6 +106,8 @@ ROUND_PARAMS: dict[str, Param] = {
         _p("generation", "steps", "--gen-steps", "Sampling steps"),
         _p("generation", "guidance", "--guidance", "CFG guidance"),
         _p("generation", "batch_size", "--batch-size", "Images per generation batch"),
+        _p("generation", "mode", "--gen-mode", "Generation mode of the round's images"),
+        _p("training", "train_part", "--train-part", "Trained part"),
     )
 }
 

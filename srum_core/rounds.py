@@ -512,6 +512,12 @@ def run_round(
     return result
 
 
+def default_eval_split(backend: Any) -> str:
+    """The prompt set a round evaluates by default: the backend's in-distribution ``eval`` set where it has one
+    (prompts of the rounds' own kind that no round trains on), else ``val``."""
+    return "eval" if "eval" in backend.prompt_sets() else "val"
+
+
 def resolve_generation_mode(backend: Any, generation: GenerationConfig) -> GenerationConfig:
     """A round's generation mode: as given, or (None) think where the backend has a think mode — SRUM's released
     pipeline generates its training images in think mode — else plain."""
@@ -531,6 +537,10 @@ def _check_round_inputs(
     if config.generation.mode not in modes:
         raise ValueError(
             f"backend {backend.name!r} generates in {', '.join(modes)} mode only; use --gen-mode {modes[0]}"
+        )
+    if config.training.train_part != "gen" and not hasattr(backend, "set_train_part"):
+        raise ValueError(
+            f"backend {backend.name!r} trains one part, its generation path; use train_part 'gen' (--train-part gen)"
         )
     if config.eval_split is not None and config.eval_split not in backend.prompt_sets():
         eval_prompts(backend, config.eval_split, None, 1, 0)  # raises, naming the sets the backend offers

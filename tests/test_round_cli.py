@@ -98,3 +98,17 @@ def test_eval_writes_results(tmp_path, prompts, capsys, monkeypatch):
     assert "judge" in data and "self-judge:fake" in data["judge"]
     assert main(args) == 2  # refuses to overwrite
     assert main([*args, "--force"]) == 0
+
+
+def test_round_gen_mode_and_train_part_reach_the_run_config(tmp_path, prompts, capsys):
+    assert main(_round_args(prompts, tmp_path / "r", "--gen-mode", "plain", "--train-part", "gen")) == 0
+    info = read_run(tmp_path / "r")
+    assert info.config["generation"]["mode"] == "plain"
+    assert info.config["training"]["train_part"] == "gen"
+    capsys.readouterr()
+    # The fake backend has no think mode and one trainable part: both are refused in one line, before any work.
+    assert main(_round_args(prompts, tmp_path / "t", "--gen-mode", "think")) == 2
+    assert "generates in plain mode only" in capsys.readouterr().err
+    assert main(_round_args(prompts, tmp_path / "a", "--train-part", "all")) == 2
+    assert "--train-part gen" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "a").exists()

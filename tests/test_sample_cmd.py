@@ -67,3 +67,21 @@ def test_score_reports_missing_listing(weights, tmp_path, capsys):
             "--out", str(tmp_path / "s.jsonl")]
     assert main(args) == 2
     assert "generation.jsonl" in capsys.readouterr().err
+
+
+def test_generate_mode_think_lists_the_plan_and_plain_does_not(weights, tmp_path):
+    think, plain = tmp_path / "think", tmp_path / "plain"
+    assert main(gen_args(weights, think, "--mode", "think")) == 0
+    assert main(gen_args(weights, plain, "--mode", "plain")) == 0
+    thought = [json.loads(x) for x in (think / "generation.jsonl").read_text().splitlines()]
+    drawn = [json.loads(x) for x in (plain / "generation.jsonl").read_text().splitlines()]
+    assert all(x["settings"]["mode"] == "think" and x["plan"] == x["settings"]["plan"] for x in thought)
+    assert all(isinstance(x["plan"], str) and x["plan"] for x in thought)
+    assert all(x["settings"]["mode"] == "plain" and "plan" not in x for x in drawn)
+
+
+def test_generate_refuses_an_unknown_mode(weights, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(gen_args(weights, tmp_path / "x", "--mode", "dream"))
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

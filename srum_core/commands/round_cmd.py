@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import BACKENDS, PAIR_OPTIONS
-from ..config import DEVICES, GRID_MODES, MAP_MODES, REGION_VIEWS
+from ..config import DEVICES, GENERATION_MODES, GRID_MODES, MAP_MODES, REGION_VIEWS, TRAIN_PARTS
 from ..device import DTYPES
 from ..params import ROUND_HELP
 from . import CliError
@@ -125,6 +125,10 @@ def add_param_flags(parser: argparse.ArgumentParser, keys: Any) -> None:
             options["choices"] = GRID_MODES
         elif key == "judge.region_view":
             options["choices"] = REGION_VIEWS
+        elif key == "generation.mode":
+            options["choices"] = GENERATION_MODES
+        elif key == "training.train_part":
+            options["choices"] = TRAIN_PARTS
         elif key != "judge.box_source":
             options["type"] = number
         if "choices" not in options:
@@ -161,7 +165,9 @@ def _generation(args: argparse.Namespace, backend: Any = None) -> Any:
     preset = preset_values(getattr(args, "preset", None))
     merged.update({k.split(".", 1)[1]: v for k, v in preset.items() if k.startswith("generation.")})
     values = param_values(args)
-    merged.update({key.split(".", 1)[1]: values[key] for key in GENERATION_KEYS if values.get(key) is not None})
+    merged.update(
+        {key.split(".", 1)[1]: v for key, v in values.items() if key.startswith("generation.") and v is not None}
+    )
     if args.device is not None:
         merged["device"] = args.device
     return GenerationConfig(**merged)
@@ -204,6 +210,8 @@ def register(subparsers: Any) -> None:
             "training.batch_size",
             "training.warmup_steps",
             "training.timestep_shift",
+            "training.train_part",
+            "generation.mode",
             "judge.box_source",
             "judge.region_view",
             "judge.max_regions",
@@ -214,7 +222,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--full-finetune", action="store_true", help="train every parameter instead of LoRA")
     p.add_argument(
-        "--eval-split", default="val", help="the backend's prompt set to evaluate before/after (sandbox: val), or 'none'"
+        "--eval-split",
+        default=None,
+        help="the backend's prompt set to evaluate before/after, or 'none' (default: its in-distribution 'eval' set "
+        "where it has one, as the sandbox, else 'val')",
     )
     p.add_argument("--eval-seeds", type=number, default=1, help="evaluation seeds 0..K-1 (default 1)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue from this round's adapter")
@@ -260,7 +271,8 @@ def _round_config(args: argparse.Namespace) -> Any:
     from ..config import check_int
     from ..params import round_config
 
-    eval_split = None if str(args.eval_split).lower() == "none" else args.eval_split
+    given = "val" if args.eval_split is None else args.eval_split  # the backend's own default is set once it loads
+    eval_split = None if str(given).lower() == "none" else given
     values = param_values(args)
     if args.device is not None:
         values["generation.device"] = args.device
@@ -301,6 +313,10 @@ def run_round_command(args: argparse.Namespace) -> int:
         clean_stale_staging(Path(args.out).parent, depth=1)
     backend = backend_from_args(args, config.generation.device)
     config = replace(config, generation=_generation(args, backend))
+    if args.eval_split is None:
+        from ..rounds import default_eval_split
+
+        config = replace(config, eval_split=default_eval_split(backend))
     progress = TqdmProgress() if info.is_main else None
     try:
         result = run_round(backend, config, args.out, resume=args.resume, callback=progress)

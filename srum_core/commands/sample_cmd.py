@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import REGION_VIEWS, GenerationConfig, JudgeConfig, default_of, help_of
+from ..config import GENERATION_MODES, REGION_VIEWS, GenerationConfig, JudgeConfig, default_of, help_of
 from . import CliError
 from .round_cmd import add_model_flags, backend_from_args
 from .round_cmd import number as number_arg
@@ -52,6 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=number_arg,
         default=None,
         help=f"{help_of(GenerationConfig, 'guidance')} (default {default_of(GenerationConfig, 'guidance')})",
+    )
+    g.add_argument(
+        "--mode",
+        default=None,
+        choices=GENERATION_MODES,
+        help="plain: the prompt alone; think: the model plans the scene first, then draws from prompt + plan "
+        "(default: the backend's own; backends without a think mode refuse it)",
     )
     g.add_argument("--force", action="store_true", help="overwrite existing images / listing in --out")
     g.set_defaults(handler=run_generate)
@@ -90,7 +97,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     prompt = check_prompt(args.prompt)
     n = check_int(args.n, "n", 1, 10_000, "--n: images to generate")
-    config = GenerationConfig(device=args.device)
+    config = GenerationConfig(device=args.device, mode=args.mode)
     if args.steps is not None:
         config = replace(config, steps=args.steps)
     if args.guidance is not None:
@@ -106,6 +113,9 @@ def run_generate(args: argparse.Namespace) -> int:
             "pass --force to overwrite or choose another --out"
         )
     backend = _load(args)
+    modes = tuple(getattr(backend, "generation_modes", ("plain",)))
+    if args.mode is not None and args.mode not in modes:
+        raise CliError(f"--mode {args.mode}: the {backend.name} backend generates in {', '.join(modes)} mode only")
     seeds = [seed + i for i in range(n)]
     samples = backend.generate([prompt] * n, seeds, config)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +129,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 "file": name,
                 "settings": sample.settings,
                 "backend": backend.name,
+                **({"plan": sample.settings["plan"]} if "plan" in (sample.settings or {}) else {}),
             }
         )
     (out / LISTING).write_text("".join(json.dumps(line) + "\n" for line in lines))

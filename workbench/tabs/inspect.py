@@ -8,7 +8,7 @@ The page opens on the first example prompt, generated and scored once per proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
@@ -103,6 +103,11 @@ def build(engine: Engine, state: Any) -> InspectTab:
     source_names = [*backend.box_sources(), USER_BOX_SOURCE]
     # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
     gen_default = GenerationConfig(**getattr(backend, "generation_defaults", {}))
+    # A round draws its images in think mode where the backend has it (SRUM's released pipeline), so Inspect does too.
+    modes = list(getattr(backend, "generation_modes", ("plain",)))
+    mode_default = "think" if "think" in modes else modes[0]
+    if len(modes) > 1:
+        gen_default = replace(gen_default, mode=mode_default)
     judge_default = JudgeConfig()
 
     with gr.Row():
@@ -130,6 +135,12 @@ def build(engine: Engine, state: Any) -> InspectTab:
                 guidance = gr.Slider(
                     0.0, 15.0, value=gen_default.guidance, step=0.5, label="CFG guidance",
                     info=help_of(GenerationConfig, "guidance"),
+                )  # fmt: skip
+                gen_mode = gr.Radio(
+                    modes, value=mode_default, label="Generation mode",
+                    info="think: the model writes a plan of the scene first (shown under 'Raw judge text'), as a "
+                    "round's images are drawn; plain: the prompt alone", visible=len(modes) > 1,
+                    elem_id="inspect-gen-mode",
                 )  # fmt: skip
             with gr.Accordion("Judge and box source", open=False):
                 box_source = gr.Dropdown(source_names, value=source_names[0], label="Box source")
@@ -175,11 +186,17 @@ def build(engine: Engine, state: Any) -> InspectTab:
     with gr.Accordion("Raw judge text", open=False):
         raw = gr.Textbox(label="Transcript", lines=10, interactive=False, elem_id="inspect-raw")
 
-    def check_generate(prompt_text: Any, seed_value: Any, steps_value: Any, guidance_value: Any) -> GenerationConfig:
+    def check_generate(
+        prompt_text: Any, seed_value: Any, steps_value: Any, guidance_value: Any, mode_value: Any = None
+    ) -> GenerationConfig:
         facade.check_prompt(prompt_text)
         if seed_value is not None:
             facade.check_seed(seed_value)
-        return GenerationConfig(steps=steps_value, guidance=guidance_value)
+        if mode_value in (None, ""):
+            mode_value = mode_default if len(modes) > 1 else None
+        elif mode_value not in modes:
+            raise ValueError(f"generation mode {str(mode_value)[:40]!r}: backend {backend.name!r} offers {', '.join(modes)}")
+        return GenerationConfig(steps=steps_value, guidance=guidance_value, mode=mode_value)
 
     def judge_config(view_name: Any, regions_max: Any, global_tpl: Any, region_tpl: Any) -> JudgeConfig:
         return JudgeConfig(
@@ -202,8 +219,10 @@ def build(engine: Engine, state: Any) -> InspectTab:
             width, height = session.sample.image.size if session.sample is not None else backend.image_size
             parse_user_boxes(boxes_text, width, height)
 
-    def check_run(prompt_text: Any, seed_value: Any, steps_value: Any, guidance_value: Any, *score_args: Any) -> None:
-        check_generate(prompt_text, seed_value, steps_value, guidance_value)
+    def check_run(
+        prompt_text: Any, seed_value: Any, steps_value: Any, guidance_value: Any, mode_value: Any, *score_args: Any
+    ) -> None:
+        check_generate(prompt_text, seed_value, steps_value, guidance_value, mode_value)
         check_score_inputs(*score_args, need_sample=False)
 
     def check_rescore(*score_args: Any) -> None:
@@ -211,9 +230,16 @@ def build(engine: Engine, state: Any) -> InspectTab:
 
     @friendly
     @gpu(SHORT_GPU_S)
-    def generate(prompt_text: str, seed_value: float | None, steps_value: float, guidance_value: float, session: Any):
+    def generate(
+        prompt_text: str,
+        seed_value: float | None,
+        steps_value: float,
+        guidance_value: float,
+        mode_value: str | None,
+        session: Any,
+    ):
         session = ensure_session(session)
-        config = check_generate(prompt_text, seed_value, steps_value, guidance_value)
+        config = check_generate(prompt_text, seed_value, steps_value, guidance_value, mode_value)
         with engine.using(session) as model:
             sample = facade.generate_one(model, prompt_text, seed_value, config)
         session.last = None
@@ -305,15 +331,15 @@ def build(engine: Engine, state: Any) -> InspectTab:
     ]
     score_outputs = [image, table, global_md, notices, heatmap, raw, state]
 
-    generate_inputs = [prompt, seed, steps, guidance, state]
-    checked(run.click, check_run, [prompt, seed, steps, guidance, *score_inputs], "generate")(
+    generate_inputs = [prompt, seed, steps, guidance, gen_mode, state]
+    checked(run.click, check_run, [prompt, seed, steps, guidance, gen_mode, *score_inputs], "generate")(
         generate, generate_inputs, [image, seed_used, state], api_name="generate", concurrency_id=ENGINE_QUEUE
     ).success(
         score, score_inputs, score_outputs, api_name="score_after_generate", api_visibility="private",
         concurrency_id=ENGINE_QUEUE,
     )  # fmt: skip
     example_set.select(load_example, None, prompt, api_name="load_example", api_visibility="private", queue=False).success(
-        friendly(check_run), [prompt, seed, steps, guidance, *score_inputs], None, api_name="check_example",
+        friendly(check_run), [prompt, seed, steps, guidance, gen_mode, *score_inputs], None, api_name="check_example",
         api_visibility="private",
     ).success(
         generate, generate_inputs, [image, seed_used, state], api_name="generate_example", api_visibility="private",

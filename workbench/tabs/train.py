@@ -21,9 +21,10 @@ from typing import Any
 import gradio as gr
 
 from srum_core import runs as engine_runs
-from srum_core.config import MAP_MODES, PRESETS, check_int
+from srum_core.config import MAP_MODES, PRESETS, TRAIN_PARTS, check_int
 from srum_core.limits import MAX_UPLOAD_BYTES, mib
 from srum_core.params import ROUND_PARAMS, preset_values, round_config
+from srum_core.rounds import default_eval_split
 
 from .. import plots
 from ..space import LONG_GPU_S, SHORT_GPU_S, gpu
@@ -55,6 +56,8 @@ INPUT_KEYS: dict[str, str | None] = {
     "images_per_prompt": "images_per_prompt",
     "gate": "gate",
     "preset": None,
+    "gen_mode": "generation.mode",
+    "train_part": "training.train_part",
 }
 #: Inputs a preset fills in when it is picked.
 PRESET_INPUTS = ("steps", "gen_steps", "lr", "lam", "lora_rank")
@@ -170,7 +173,12 @@ def round_config_from_inputs(backend: Any, values: Mapping[str, Any]) -> Any:
         size = Path(prompts_file).stat().st_size
         if size > MAX_UPLOAD_BYTES:
             raise ValueError(f"the prompt file is {mib(size)}; this app reads at most {mib(MAX_UPLOAD_BYTES)}")
+    modes = tuple(getattr(backend, "generation_modes", ("plain",)))
+    gen_mode = values.get("gen_mode") or None
+    if gen_mode is not None and gen_mode not in modes:
+        raise ValueError(f"generation mode {str(gen_mode)[:40]!r}: backend {backend.name!r} offers {', '.join(modes)}")
     given = {key: values.get(name) for name, key in INPUT_KEYS.items() if key is not None and name in values}
+    given["generation.mode"] = gen_mode
     given["eval_n_prompts"] = max(n_eval, 1)
     given["gate"] = _parse_gate(values.get("gate"))
     preset = values.get("preset")
@@ -180,7 +188,7 @@ def round_config_from_inputs(backend: Any, values: Mapping[str, Any]) -> Any:
         preset=None if preset in (None, "", NO_PRESET) else preset,
         prompts=prompts_file if prompt_set == "file" else prompt_set,
         categories=tuple(categories) if categories else None,
-        eval_split="val" if n_eval > 0 else None,
+        eval_split=default_eval_split(backend) if n_eval > 0 else None,
     )
     if prompt_set == "file":
         from srum_core.prompt_sets import sample_prompts
@@ -247,6 +255,21 @@ def build(engine: Engine, state: Any) -> TrainTab:
                 label=param("gate").label + " (empty = SRUM: every image trains)", value="", info=param("gate").help
             )
             inputs["preset"] = preset
+            modes = list(getattr(backend, "generation_modes", ("plain",)))
+            inputs["gen_mode"] = gr.Radio(
+                modes,
+                value="think" if "think" in modes else modes[0],
+                label="Generation mode of the round's images (SRUM: think — plan first, then draw)",
+                info="training always conditions on the short prompt alone; evaluation draws in plain mode",
+                elem_id="train-gen-mode",
+            )
+            inputs["train_part"] = gr.Radio(
+                list(TRAIN_PARTS),
+                value=param("training.train_part").default,
+                label=param("training.train_part").label,
+                info=param("training.train_part").help,
+                elem_id="train-part",
+            )
             with gr.Row():
                 run = gr.Button("Run round", variant="primary", elem_id="train-run")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
