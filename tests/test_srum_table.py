@@ -174,3 +174,27 @@ def test_paired_referee_change_pairs_items_by_prompt_and_seed():
     assert change["delta"] == pytest.approx(100 / 3)
     assert change["ci95"][0] <= change["delta"] <= change["ci95"][1]
     assert paired_referee_change(result({("a", 0): None}), after) is None
+
+
+def test_runs_tab_draws_the_committed_result_with_its_intervals(tmp_path):
+    from workbench.tabs.runs import srum_result_figure
+
+    row = {"delta_vs_base": 4.0, "ci95_vs_base": [1.0, 6.5], "accuracy": 50.0,
+           "per_category": {"color": {"delta_vs_base": 2.0, "ci95_vs_base": [-1.0, 5.0]},
+                            "shape": {"delta_vs_base": 6.0, "ci95_vs_base": [3.0, 9.0]}}}
+    data = {"arms": {"base": {"delta_vs_base": 0.0, "ci95_vs_base": [0.0, 0.0]}, "srum": {**row, "transfer": row},
+                     "oracle": {**row, "delta_vs_base": 7.0, "ci95_vs_base": [5.0, 8.0], "transfer": None}},
+            "config": {"seeds": [0, 1, 2]}}
+    path = tmp_path / "sandbox_srum.json"
+    path.write_text(json.dumps(data))
+    figure, caption = srum_result_figure("eval", path)
+    overall = figure.data[0]
+    assert list(overall.x) == ["srum", "oracle"] and list(overall.y) == [4.0, 7.0]  # base is the reference
+    assert list(overall.error_y.array) == [2.5, 1.0] and list(overall.error_y.arrayminus) == [3.0, 2.0]
+    assert "3 round seeds" in caption
+    transfer, _ = srum_result_figure("transfer", path)
+    assert list(transfer.data[0].x) == ["srum"]  # an arm without a transfer measurement is left out, not zero
+    missing, why = srum_result_figure("eval", tmp_path / "none.json")
+    assert missing is None and "experiments.srum_table" in why
+    with pytest.raises(ValueError):
+        srum_result_figure("train", path)

@@ -28,6 +28,9 @@ from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session
 from . import ENGINE_QUEUE, checked, friendly
 
+#: The measured SRUM result on the embedded model (``python -m experiments.srum_table`` writes it).
+SRUM_RESULT = Path(__file__).resolve().parents[2] / "docs" / "results" / "sandbox_srum.json"
+
 RUN_HEADERS = ["run", "round", "backend", "resumed from", "map mode", "images", "trained", "excluded"]
 #: Most characters of a record's prompt echoed back in the status text.
 SHOWN_PROMPT_CHARS = 200
@@ -99,7 +102,39 @@ def check_upload(path: str | None) -> None:
             )
 
 
+def srum_result_figure(set_name: str = "eval", path: Path = SRUM_RESULT) -> tuple[Any, str]:
+    """The committed SRUM result as bars per arm and category, and a one-line caption (what it is, or why none)."""
+    check_choice(set_name, "evaluation set", ("eval", "transfer"))
+    if not path.is_file():
+        return None, f"No measured result at {path.name}: run `python -m experiments.srum_table --seeds 0 1 2`."
+    data = json.loads(path.read_text())
+    config = data.get("config", {})
+    seeds = config.get("seeds", [])
+    caption = (
+        f"Paired change of referee accuracy against the base model, points with 95% bootstrap intervals; "
+        f"{len(seeds)} round seeds, the same evaluation images for every arm (plain mode). Grey bars are controls. "
+        "Full tables: docs/results.md."
+    )
+    return plots.srum_result(data, set_name), caption
+
+
 def build(engine: Engine, state: Any) -> RunsTab:
+    if engine.backend.name == "sandbox":
+        with gr.Accordion("The SRUM result on the embedded model (docs/results/sandbox_srum.json)", open=True):
+            result_set = gr.Radio(
+                [("in-distribution", "eval"), ("transfer", "transfer")], value="eval", label="Evaluation set",
+                elem_id="runs-result-set",
+            )
+            figure, caption = srum_result_figure("eval")
+            result_caption = gr.Markdown(caption)
+            result_plot = gr.Plot(value=figure, label="SRUM result", elem_id="runs-result")
+
+            def show_result(set_name: str):
+                return srum_result_figure(set_name)
+
+            result_set.change(
+                show_result, result_set, [result_plot, result_caption], api_name="srum_result", queue=False
+            )
     with gr.Row():
         refresh = gr.Button("Refresh the list", elem_id="runs-refresh")
         run_path = gr.Textbox(value="", label="Run folder (relative to the runs root)", elem_id="runs-path", scale=3)
