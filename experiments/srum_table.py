@@ -247,12 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="base model (default: the shipped assets/tiny-umm)")
     parser.add_argument("--sets", nargs="+", default=["eval", "transfer"], choices=sorted(SETS))
     parser.add_argument("--per-category", type=int, default=None, help="cap evaluation images per category")
+    parser.add_argument("--transfer-per-category", type=int, default=50,
+                        help="cap transfer-set images per category (default 50: the plain model passes ~1%% there)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--out", type=Path, default=Path("docs/results/sandbox_srum.json"))
     parser.add_argument("--cache", type=Path, default=Path("runs/srum_table"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="sandbox-srum",
+                        help="the round recipe (srum_core.config.PRESETS; the Train tab's default for the sandbox)")
     for name, kind in (("n-prompts", int), ("images-per-prompt", int), ("steps", int), ("lr", float),
-                       ("batch-size", int), ("lam", float), ("warmup-steps", int), ("lora-rank", int)):
+                       ("batch-size", int), ("lam", float), ("warmup-steps", int), ("lora-rank", int),
+                       ("timestep-shift", float)):
         parser.add_argument(f"--{name}", type=kind, default=None, help="override the round recipe's value")
     parser.add_argument("--full-finetune", action="store_true", default=None, help="override: full fine-tuning")
     parser.add_argument("--lora", dest="full_finetune", action="store_false", help="override: LoRA")
@@ -262,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from srum_core.adapters import adapter_state, attach_adapter, init_adapter, load_adapter_state
     from srum_core.backends.sandbox import load_sandbox
-    from srum_core.rounds import RoundConfig
+    from srum_core.params import round_config
     from srum_core.training import train_on_samples
 
     from .sandbox_model import set_items
@@ -270,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     log = print
-    config = RoundConfig()
+    config = round_config({}, preset=args.preset, eval_split=None)
     training = config.training
-    for field_name in ("steps", "lr", "batch_size", "lam", "warmup_steps", "lora_rank", "full_finetune"):
+    for field_name in ("steps", "lr", "batch_size", "lam", "warmup_steps", "lora_rank", "full_finetune",
+                       "timestep_shift"):
         value = getattr(args, field_name)
         if value is not None:
             training = replace(training, **{field_name: value})
@@ -282,12 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     gen = config.generation
     cache = Cache(args.cache)
     recipe = {"round": config.to_dict(), "weights": str(args.weights or "assets/tiny-umm"),
-              "sets": {name: SETS[name] for name in args.sets}, "per_category": args.per_category}
+              "sets": {name: SETS[name] for name in args.sets}, "per_category": args.per_category,
+              "transfer_per_category": args.transfer_per_category}
     previous = cache.get("recipe")
     if previous is not None and previous != json.loads(json.dumps(recipe)):
         raise SystemExit(f"error: {args.cache} holds results of another recipe; use a new --cache folder")
     cache.put("recipe", recipe)
-    eval_items = {name: set_items(backend, SETS[name], args.per_category) for name in args.sets}
+    caps = {"eval": args.per_category, "transfer": args.transfer_per_category}
+    eval_items = {name: set_items(backend, SETS[name], caps[name]) for name in args.sets}
 
     def measure(key: str, set_name: str) -> list[bool]:
         hit = cache.get(f"{key}_{set_name}")

@@ -314,7 +314,9 @@ class TrainingConfig:
 
 
 #: Named presets shared by the CLI (``round --preset NAME``) and the UI (the Train tab's preset menu): each
-#: replaces the default generation and training configs; flags and inputs the user sets still win.
+#: replaces the default generation and training configs (and, under ``"round"``, fields of the round itself);
+#: flags and inputs the user sets still win. A backend may name its own default preset (``default_preset``):
+#: the sandbox's is ``sandbox-srum``, the recipe of the measured SRUM result (docs/results.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-quick": {
         "generation": GenerationConfig(steps=12, guidance=3.0, batch_size=16),
@@ -323,6 +325,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-default": {
         "generation": GenerationConfig(),
         "training": TrainingConfig(),
+    },
+    "sandbox-srum": {
+        # The embedded model's round recipe: full fine-tuning of the generation expert on 512 think-mode images,
+        # at about the learning rate pre-training ended near, with timesteps shifted towards the noisy end where
+        # the layout is decided (SANDBOX recipe search: docs/results.md).
+        "generation": GenerationConfig(),
+        "training": TrainingConfig(
+            steps=600, lr=1e-4, batch_size=32, full_finetune=True, warmup_steps=20, timestep_shift=4.0
+        ),
+        "round": {"n_prompts": 128, "images_per_prompt": 4},
     },
     "srum-released": {
         "generation": GenerationConfig(steps=50, guidance=4.0, batch_size=16, device="cuda"),

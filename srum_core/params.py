@@ -120,6 +120,9 @@ def preset_values(name: str | None) -> dict[str, Any]:
         raise ValueError(f"preset {name!r} is unknown; choose one of {', '.join(PRESETS)}")
     values: dict[str, Any] = {}
     for section, config in PRESETS[name].items():
+        if section == "round":  # fields of the round itself, keyed by their own names
+            values.update(config)
+            continue
         for item in dataclasses.fields(config):
             values[f"{section}.{item.name}"] = getattr(config, item.name)
     return values

@@ -222,6 +222,8 @@ class SandboxBackend:
 
     name = "sandbox"
     generation_modes = ("plain", "think")
+    #: The round recipe the Train tab starts from (``srum_core.config.PRESETS``): the measured SRUM result's.
+    default_preset = "sandbox-srum"
     #: The mode of a generation config that names none (a round resolves None to think).
     default_mode = "plain"
     train_parts = TRAIN_PARTS

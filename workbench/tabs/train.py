@@ -33,8 +33,8 @@ from . import ENGINE_QUEUE, checked, friendly, friendly_generator
 
 HISTORY_HEADERS = ["round", "run folder (under the runs root)", "current", "images", "trained", "excluded", "referee after"]
 #: Most images (prompts × images per prompt) and training steps one round started from the UI may use.
-MAX_PROMPTS = 256
-MAX_STEPS = 500
+MAX_PROMPTS = 512
+MAX_STEPS = 1000
 #: Most evaluation prompts per category (before and after) a UI round may ask for.
 MAX_EVAL_PROMPTS = 16
 NO_PRESET = "(config defaults)"
@@ -60,7 +60,7 @@ INPUT_KEYS: dict[str, str | None] = {
     "train_part": "training.train_part",
 }
 #: Inputs a preset fills in when it is picked.
-PRESET_INPUTS = ("steps", "gen_steps", "lr", "lam", "lora_rank")
+PRESET_INPUTS = ("n_prompts", "images_per_prompt", "steps", "gen_steps", "lr", "lam", "lora_rank")
 
 
 def _percent(value: Any) -> str | None:
@@ -212,11 +212,19 @@ def build(engine: Engine, state: Any) -> TrainTab:
     def param(key: str) -> Any:
         return ROUND_PARAMS[key]
 
+    # The backend's own recipe (the sandbox: the one behind the measured SRUM result) is the tab's default.
+    own_preset = getattr(backend, "default_preset", None)
+    own_preset = own_preset if own_preset in PRESETS else None
+    preset_defaults = preset_values(own_preset)
+
+    def initial(key: str) -> Any:
+        return preset_defaults.get(key, ROUND_PARAMS[key].default)
+
     with gr.Row():
         with gr.Column(scale=1):
             preset = gr.Dropdown(
                 [NO_PRESET, *PRESETS],
-                value=NO_PRESET,
+                value=own_preset or NO_PRESET,
                 label="Preset (srum_core.config.PRESETS, as the CLI's round --preset)",
                 elem_id="train-preset",
             )
@@ -227,12 +235,13 @@ def build(engine: Engine, state: Any) -> TrainTab:
 
             def number(name: str, elem_id: str | None = None, **kwargs: Any) -> Any:
                 p = param(INPUT_KEYS[name])  # type: ignore[arg-type]
-                options = {"label": p.label, "value": p.default, "info": p.help, "precision": None, **kwargs}
+                value = initial(p.key) if p.key != "seed" else p.default
+                options = {"label": p.label, "value": value, "info": p.help, "precision": None, **kwargs}
                 return gr.Number(elem_id=elem_id, **options)
 
             def slider(name: str, lo: float, hi: float, step: float, **kwargs: Any) -> Any:
                 p = param(INPUT_KEYS[name])  # type: ignore[arg-type]
-                options = {"value": p.default, "step": step, "label": p.label, "info": p.help, **kwargs}
+                options = {"value": initial(p.key), "step": step, "label": p.label, "info": p.help, **kwargs}
                 return gr.Slider(lo, hi, **options)
 
             inputs["n_prompts"] = number("n_prompts", "train-n-prompts")
@@ -446,7 +455,10 @@ def build(engine: Engine, state: Any) -> TrainTab:
         values = preset_values(None if name in (None, "", NO_PRESET) else name)
         if not values:
             return tuple(ROUND_PARAMS[INPUT_KEYS[key]].default for key in PRESET_INPUTS)  # type: ignore[index]
-        return tuple(values[INPUT_KEYS[key]] for key in PRESET_INPUTS)  # type: ignore[index]
+        return tuple(
+            values.get(INPUT_KEYS[key], ROUND_PARAMS[INPUT_KEYS[key]].default)  # type: ignore[index]
+            for key in PRESET_INPUTS
+        )
 
     outputs = [status, loss_plot, dist_plot, acc_plot, preview, history, undo_to, state]
     round_done = checked(run.click, check_round, [state], "train_round", inputs_kwargs=inputs)(
