@@ -75,6 +75,20 @@ def _remove_lora(module: torch.nn.Module) -> None:
             delattr(module, attr)
 
 
+def detach_adapter(backend: Any) -> None:
+    """Take the adapter off the trainable module and restore the base model exactly: LoRA layers removed (their
+    base layers put back), or the base weights full fine-tuning kept on the CPU loaded back. Its weights are dropped
+    (take a :func:`snapshot_adapter` first if they matter). Nothing attached: nothing happens."""
+    module = backend.trainable_module()
+    kind = adapter_kind(backend)
+    if kind == "full":
+        module.load_state_dict(getattr(module, _BASE_ATTR), strict=True)
+        delattr(module, _BASE_ATTR)
+        delattr(module, _KIND_ATTR)
+    elif kind == "lora":
+        _remove_lora(module)
+
+
 def select_train_part(backend: Any, part: str) -> None:
     """Point ``backend.trainable_module()`` at the part a round trains: ``gen`` (the generation expert, so the
     judge stays frozen) or ``all``. Backends with one trainable part (their generation path) accept only ``gen``."""
@@ -93,18 +107,18 @@ def attach_adapter(backend: Any, config: TrainingConfig) -> torch.nn.Module:
     ``config.seed``, or, for full fine-tuning, every parameter trains and a CPU copy of the base weights is kept
     for :func:`reset_to_base`. The same adapter shape already attached: nothing changes (its weights are kept). A
     LoRA adapter of another rank or alpha: replaced by a fresh one of the asked shape — its weights are dropped,
-    so take a :func:`snapshot_adapter` first if they matter. Switching between LoRA and full fine-tuning is
-    refused: full fine-tuning has changed the base weights themselves.
+    so take a :func:`snapshot_adapter` first if they matter. Switching between LoRA and full fine-tuning first
+    restores the base model (:func:`detach_adapter`; full fine-tuning kept the base weights on the CPU) — the
+    previous adapter's weights are dropped the same way. (A round refuses to *resume* a run of the other kind.)
     """
     select_train_part(backend, config.train_part)
     module = backend.trainable_module()
     wanted = "full" if config.full_finetune else "lora"
     current = getattr(module, _KIND_ATTR, None)
     if current is not None and current != wanted:
-        raise ValueError(
-            f"backend already carries a {current!r} adapter; a {wanted!r} round needs a freshly loaded backend "
-            "(or set full_finetune to match the run you resume)"
-        )
+        logger.info("replacing the %s adapter by a %s one (base weights restored first)", current, wanted)
+        detach_adapter(backend)
+        current = None
     if current == "full":
         return module
     if current == "lora":
@@ -129,12 +143,16 @@ def attach_adapter(backend: Any, config: TrainingConfig) -> torch.nn.Module:
 
 
 def adapter_shape(backend: Any) -> dict[str, Any] | None:
-    """What is attached: ``{"kind": "lora", "rank": r, "alpha": a}``, ``{"kind": "full"}``, or None."""
+    """What is attached: ``{"kind": "lora", "rank": r, "alpha": a}``, ``{"kind": "full"}``, or None; with the
+    trained ``"part"`` on backends that have several (the sandbox's ``gen`` or ``all``)."""
     kind = adapter_kind(backend)
+    if kind is None:
+        return None
+    part = {"part": backend.train_part} if hasattr(backend, "set_train_part") else {}
     if kind != "lora":
-        return None if kind is None else {"kind": kind}
+        return {"kind": kind, **part}
     have = backend.trainable_module().peft_config[ADAPTER_NAME]
-    return {"kind": "lora", "rank": int(have.r), "alpha": float(have.lora_alpha)}
+    return {"kind": "lora", "rank": int(have.r), "alpha": float(have.lora_alpha), **part}
 
 
 def init_adapter(backend: Any, seed: int) -> None:
@@ -259,8 +277,12 @@ def restore_adapter(backend: Any, snapshot: AdapterSnapshot) -> None:
     if snapshot.shape is None:
         reset_to_base(backend)
         return
+    part = snapshot.shape.get("part", "gen")
     if snapshot.shape["kind"] == "lora":
-        attach_adapter(backend, TrainingConfig(lora_rank=snapshot.shape["rank"], lora_alpha=snapshot.shape["alpha"]))
+        config = TrainingConfig(lora_rank=snapshot.shape["rank"], lora_alpha=snapshot.shape["alpha"], train_part=part)
+    else:
+        config = TrainingConfig(full_finetune=True, train_part=part)
+    attach_adapter(backend, config)
     load_adapter_state(backend, snapshot.state)
 
 

@@ -663,6 +663,11 @@ def _check_resumable(resume: str | os.PathLike[str], training: TrainingConfig) -
             f"run {resume} trained with {kinds[saved.full_finetune]}; a {kinds[training.full_finetune]} round cannot "
             "continue it (match full_finetune, or start from the base model)"
         )
+    if saved.train_part != training.train_part:
+        raise ValueError(
+            f"run {resume} trained the {saved.train_part!r} part; a round on {training.train_part!r} cannot continue "
+            f"it (--train-part {saved.train_part}, or start from the base model)"
+        )
     if not training.full_finetune and (
         saved.lora_rank != training.lora_rank or saved.effective_lora_alpha != training.effective_lora_alpha
     ):

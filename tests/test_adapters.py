@@ -77,11 +77,23 @@ def test_an_adapter_of_another_rank_replaces_the_attached_one():
     assert not any("base_layer.base_layer" in name for name in names)  # replaced, not wrapped twice
 
 
-def test_switching_between_lora_and_full_finetuning_is_refused():
+def test_switching_between_lora_and_full_finetuning_restores_the_base_first():
     backend = FakeBackend()
-    A.attach_adapter(backend, TrainingConfig(lora_rank=4))
-    with pytest.raises(ValueError, match="freshly loaded"):
-        A.attach_adapter(backend, TrainingConfig(full_finetune=True))
+    base = pixels(backend)
+    config = TrainingConfig(steps=3, lr=5e-2, batch_size=2, lora_rank=4)
+    A.attach_adapter(backend, config)
+    T.train_on_samples(backend, own_samples(backend), np.ones((4, N_TOKENS)), config)
+    assert not np.array_equal(pixels(backend), base)
+    full = TrainingConfig(steps=3, lr=5e-2, batch_size=2, full_finetune=True)
+    A.attach_adapter(backend, full)  # the LoRA layers come off: the base model again, then full fine-tuning
+    assert A.adapter_shape(backend) == {"kind": "full"}
+    assert np.array_equal(pixels(backend), base)
+    assert not any("lora_" in name for name, _ in backend.net.named_parameters())
+    T.train_on_samples(backend, own_samples(backend), np.ones((4, N_TOKENS)), full)
+    assert not np.array_equal(pixels(backend), base)
+    A.attach_adapter(backend, TrainingConfig(lora_rank=2))  # and back: the saved base weights are loaded first
+    assert A.adapter_shape(backend)["rank"] == 2
+    assert np.array_equal(pixels(backend), base)
 
 
 def test_a_snapshot_restores_its_rank_and_weights_whatever_was_attached_since():

@@ -226,7 +226,7 @@ TRAIN_CASES = [
     ({"n_prompts": 10_000}, "this app's limit per round"),
     ({"steps": 2.7}, r"steps=2\.7: .*not a fraction"),
     ({"steps": -1}, "steps=-1"),
-    ({"steps": 10_000}, "at most 500 steps"),
+    ({"steps": 10_000}, "at most 1000 steps"),
     ({"seed": -1}, "seed=-1: give a whole number from 0 to 2147483647"),
     ({"seed": 10**30}, "seed=1000000000000000000000000000000"),
     ({"seed": 1.5}, r"seed=1\.5"),
@@ -234,7 +234,7 @@ TRAIN_CASES = [
     ({"lr": 5.0}, "lr=5"),
     ({"images_per_prompt": 0}, "images_per_prompt=0"),
     ({"images_per_prompt": 1.5}, r"images_per_prompt=1\.5"),
-    ({"n_prompts": 200, "images_per_prompt": 2}, "more than this UI generates"),
+    ({"n_prompts": 300, "images_per_prompt": 2}, "more than this UI generates"),
     ({"eval_prompts": 99}, "eval_prompts=99"),
     ({"gate": "high"}, "not a number"),
     ({"gate": "1.5"}, r"gate=1\.5"),
@@ -316,21 +316,21 @@ def raw_call(app, api_name: str, values: list[str]) -> dict:
 
 
 RAW_CASES = [
-    ("generate", ['"a red circle"', "NaN", "2", "3.0"], "seed=nan"),
-    ("generate", ['"a red circle"', "Infinity", "2", "3.0"], "seed=inf"),
-    ("generate", ['"a red circle"', "0", "NaN", "3.0"], "steps=nan"),
-    ("generate", ['"a red circle"', "0", "2", "NaN"], "guidance=nan"),
+    ("generate", ['"a red circle"', "NaN", "2", "3.0", '"plain"'], "seed=nan"),
+    ("generate", ['"a red circle"', "Infinity", "2", "3.0", '"plain"'], "seed=inf"),
+    ("generate", ['"a red circle"', "0", "NaN", "3.0", '"plain"'], "steps=nan"),
+    ("generate", ['"a red circle"', "0", "2", "NaN", '"plain"'], "guidance=nan"),
     ("compare", ['"a red circle"', "0", '"base"', "NaN", "2", "3.0"], "seed grid size=nan"),
     (
         "train_round",
         ['"train"', "null", "[]", "NaN", "1", "2", "0.001", "0.5", '"released"', str(RANK), "1", "0", "1", '""',
-         "null"],
+         "null", '"plain"', '"gen"'],
         "n_prompts=nan",
     ),
     (
         "train_round",
         ['"train"', "null", "[]", "2", "1", "2", "Infinity", "0.5", '"released"', str(RANK), "1", "0", "1", '""',
-         "null"],
+         "null", '"plain"', '"gen"'],
         "lr=inf",
     ),
 ]  # fmt: skip

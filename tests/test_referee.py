@@ -131,7 +131,7 @@ def test_prompts_command_prints_json_lines(capsys):
     assert [r["prompt"] for r in rows] == [s.text for s in make_prompts("val", "spatial", 4, 3)]
     assert parse_prompt(rows[0]["prompt"]).to_dict() == rows[0]["spec"]
     code, _, err = _cli(["prompts", "--split", "nope"], capsys)
-    assert code == 2 and "train, val" in err  # the backend's own prompt sets
+    assert code == 2 and "train, eval, val" in err  # the backend's own prompt sets
     code, _, err = _cli(["prompts", "--backend", "janus"], capsys)
     assert code == 2 and "needs a model" in err
     code, _, err = _cli(["prompts", "--category", "colour"], capsys)

@@ -148,7 +148,7 @@ def test_self_grounding_finds_components_of_its_own_heads(backend, monkeypatch):
     assert {f.name for f in found} == {"large red circle", "large red square"}
 
 
-def test_train_part_switches_the_trainable_module_and_guards_attached_adapters(backend):
+def test_train_part_switches_the_trainable_module_and_restores_the_base_of_the_other_part(backend):
     from srum_core.config import TrainingConfig
 
     b = SandboxBackend.from_random(seed=1)
@@ -158,11 +158,16 @@ def test_train_part_switches_the_trainable_module_and_guards_attached_adapters(b
     b.set_train_part("gen")
     with pytest.raises(ValueError, match="train_part"):
         b.set_train_part("judge")
-    from srum_core.adapters import attach_adapter
+    from srum_core.adapters import adapter_kind, attach_adapter
 
-    attach_adapter(b, TrainingConfig(lora_rank=2))
-    with pytest.raises(ValueError, match="already carries an adapter"):
-        b.set_train_part("all")
+    before = {k: v.clone() for k, v in b.model.state_dict().items()}
+    attach_adapter(b, TrainingConfig(full_finetune=True))
+    with torch.no_grad():
+        next(b.model.gen.parameters()).add_(1.0)  # as a round would change the generation expert
+    b.set_train_part("all")  # the generation expert's adapter comes off: its base weights are back
+    assert adapter_kind(b) is None and b.trainable_module() is b.model
+    after = b.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_lora_on_the_generation_expert_only(backend):

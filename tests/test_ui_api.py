@@ -6,6 +6,7 @@ bad input the issue lists, each answered with a clear message while the session 
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import time
@@ -20,6 +21,7 @@ from srum_core.runs import read_run
 from workbench.app import build_demo
 from workbench.state import Engine
 from workbench.tabs import ENGINE_QUEUE
+from workbench.tabs.train import NO_PRESET
 
 PUBLIC = {
     "/generate", "/score", "/train_round", "/cancel_round", "/undo", "/history", "/compare",
@@ -104,7 +106,8 @@ def score(client, **changes):
 def train(client, n_prompts=2, steps=2, lr=5e-3, seed=1, **changes):
     args = {
         "set": "train", "file": None, "categories": [], "n_prompts": n_prompts, "steps": steps, "gen_steps": 4,
-        "lr": lr, "lam": 0.5, "mode": "released", "rank": 4, "seed": seed, "eval": 0,
+        "lr": lr, "lam": 0.5, "mode": "released", "rank": 4, "seed": seed, "eval": 0, "images_per_prompt": 1,
+        "gate": "", "preset": NO_PRESET,  # LoRA at the config defaults, not the sandbox's full fine-tuning recipe
     }  # fmt: skip
     args.update(changes)
     return client.predict(*args.values(), api_name="/train_round")
@@ -200,6 +203,25 @@ def test_visitors_train_at_their_own_lora_rank(served):
     assert "Round 2 done" in status
 
 
+def test_the_recipe_preset_and_lora_visitors_share_one_backend(served):
+    """The sandbox's default recipe fully fine-tunes the generation expert; a LoRA visitor on the same backend
+    gets the base model back first, and each visitor's own weights come back for their next request."""
+    engine, _, url = served
+    base = image_bytes(generate(Client(url, verbose=False), seed=7)[0])
+    full, lora = Client(url, verbose=False), Client(url, verbose=False)
+    status, *_ = train(full, lr=5e-2, steps=3, preset="sandbox-srum", gen_mode="think", train_part="gen")
+    assert "Round 1 done" in status
+    tuned = image_bytes(generate(full, seed=7)[0])
+    assert tuned != base
+    assert image_bytes(generate(lora, seed=7)[0]) == base  # a new visitor sees the base model
+    status, *_ = train(lora, lr=5e-2, steps=3, rank=2, seed=2)
+    assert "Round 1 done" in status
+    assert image_bytes(generate(full, seed=7)[0]) == tuned  # the full fine-tune is back for its visitor
+    configs = [json.loads(p.read_text()) for p in Path(engine.runs_root).rglob("config.json")]
+    recipe = [c for c in configs if c.get("training", {}).get("full_finetune")]
+    assert recipe and all(c["generation"]["mode"] == "think" and c["training"]["steps"] == 3 for c in recipe)
+
+
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [("", "prompt is empty"), ("   \n ", "prompt is empty"), ("a" * 10_000, "shorten it")],
@@ -243,7 +265,7 @@ def test_round_with_images_per_prompt_and_a_gate(served, client):
     with pytest.raises(AppError, match=r"gate=1.5"):
         train(client, images_per_prompt=1, gate="1.5")
     with pytest.raises(AppError, match="more than this UI generates"):
-        train(client, n_prompts=200, images_per_prompt=2, gate="")
+        train(client, n_prompts=300, images_per_prompt=2, gate="")
     assert len(history_rows(client)) == 1  # refused rounds change nothing
     status, *_plots, history, _undo = train(client, images_per_prompt=2, gate="0")
     assert "Round 1 done" in status

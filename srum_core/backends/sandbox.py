@@ -224,6 +224,8 @@ class SandboxBackend:
     generation_modes = ("plain", "think")
     #: The round recipe the Train tab starts from (``srum_core.config.PRESETS``): the measured SRUM result's.
     default_preset = "sandbox-srum"
+    #: The measured SRUM result on this model (``python -m experiments.srum_table`` writes it), shown in Runs.
+    measured_result = Path(__file__).resolve().parents[2] / "docs" / "results" / "sandbox_srum.json"
     #: The mode of a generation config that names none (a round resolves None to think).
     default_mode = "plain"
     train_parts = TRAIN_PARTS
@@ -277,18 +279,15 @@ class SandboxBackend:
         return self._train_part
 
     def set_train_part(self, part: str) -> None:
-        """Choose what :meth:`trainable_module` returns: ``gen`` (the generation expert) or ``all``. Refused while
-        an adapter is attached to the other part (undo to the base model or reload first)."""
+        """Choose what :meth:`trainable_module` returns: ``gen`` (the generation expert) or ``all``. An adapter on
+        the other part is taken off first and the base model restored (its weights are dropped, as when a round
+        attaches an adapter of another shape; a round refuses to *resume* a run of the other part)."""
         if part not in TRAIN_PARTS:
             raise ValueError(f"train_part={part!r}: choose one of {', '.join(TRAIN_PARTS)}")
         if part != self._train_part:
-            from ..adapters import adapter_kind
+            from ..adapters import detach_adapter
 
-            if adapter_kind(self) is not None:
-                raise ValueError(
-                    f"the sandbox model already carries an adapter on its {self._train_part!r} part; a round that "
-                    f"trains {part!r} needs a freshly loaded model (or keep --train-part {self._train_part})"
-                )
+            detach_adapter(self)
             self._train_part = part
 
     def trainable_module(self) -> torch.nn.Module:

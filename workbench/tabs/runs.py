@@ -28,9 +28,6 @@ from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session
 from . import ENGINE_QUEUE, checked, friendly
 
-#: The measured SRUM result on the embedded model (``python -m experiments.srum_table`` writes it).
-SRUM_RESULT = Path(__file__).resolve().parents[2] / "docs" / "results" / "sandbox_srum.json"
-
 RUN_HEADERS = ["run", "round", "backend", "resumed from", "map mode", "images", "trained", "excluded"]
 #: Most characters of a record's prompt echoed back in the status text.
 SHOWN_PROMPT_CHARS = 200
@@ -102,7 +99,7 @@ def check_upload(path: str | None) -> None:
             )
 
 
-def srum_result_figure(set_name: str = "eval", path: Path = SRUM_RESULT) -> tuple[Any, str]:
+def srum_result_figure(set_name: str, path: Path) -> tuple[Any, str]:
     """The committed SRUM result as bars per arm and category, and a one-line caption (what it is, or why none)."""
     check_choice(set_name, "evaluation set", ("eval", "transfer"))
     if not path.is_file():
@@ -119,18 +116,20 @@ def srum_result_figure(set_name: str = "eval", path: Path = SRUM_RESULT) -> tupl
 
 
 def build(engine: Engine, state: Any) -> RunsTab:
-    if engine.backend.name == "sandbox":
-        with gr.Accordion("The SRUM result on the embedded model (docs/results/sandbox_srum.json)", open=True):
+    measured = getattr(engine.backend, "measured_result", None)  # the backend's committed SRUM result, if any
+    if measured is not None:
+        measured = Path(measured)
+        with gr.Accordion(f"The measured SRUM result on this model ({measured.name})", open=True):
             result_set = gr.Radio(
                 [("in-distribution", "eval"), ("transfer", "transfer")], value="eval", label="Evaluation set",
                 elem_id="runs-result-set",
             )
-            figure, caption = srum_result_figure("eval")
+            figure, caption = srum_result_figure("eval", measured)
             result_caption = gr.Markdown(caption)
             result_plot = gr.Plot(value=figure, label="SRUM result", elem_id="runs-result")
 
             def show_result(set_name: str):
-                return srum_result_figure(set_name)
+                return srum_result_figure(set_name, measured)
 
             result_set.change(
                 show_result, result_set, [result_plot, result_caption], api_name="srum_result", queue=False
