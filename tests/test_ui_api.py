@@ -77,7 +77,6 @@ def image_bytes(value) -> bytes:
 def heatmap_z(plot) -> np.ndarray:
     """The reward values drawn in a gr.Plot output (the heatmap trace over the image)."""
     import base64
-    import json
 
     trace = next(t for t in json.loads(plot["plot"])["data"] if t["type"] == "heatmap")
     z = trace["z"]
@@ -217,7 +216,7 @@ def test_the_recipe_preset_and_lora_visitors_share_one_backend(served):
     status, *_ = train(lora, lr=5e-2, steps=3, rank=2, seed=2)
     assert "Round 1 done" in status
     assert image_bytes(generate(full, seed=7)[0]) == tuned  # the full fine-tune is back for its visitor
-    configs = [json.loads(p.read_text()) for p in Path(engine.runs_root).rglob("config.json")]
+    configs = [read_run(p.parent).config for p in Path(engine.runs_root).rglob("config.json")]
     recipe = [c for c in configs if c.get("training", {}).get("full_finetune")]
     assert recipe and all(c["generation"]["mode"] == "think" and c["training"]["steps"] == 3 for c in recipe)
 
