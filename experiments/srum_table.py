@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("batch-size", int), ("lam", float), ("warmup-steps", int), ("lora-rank", int),
                        ("timestep-shift", float)):
         parser.add_argument(f"--{name}", type=kind, default=None, help="override the round recipe's value")
+    parser.add_argument("--gen-mode", choices=("plain", "think"), default=None,
+                        help="mode of the round's own images (default: think, as SRUM's released pipeline)")
     parser.add_argument("--full-finetune", action="store_true", default=None, help="override: full fine-tuning")
     parser.add_argument("--lora", dest="full_finetune", action="store_false", help="override: LoRA")
     args = parser.parse_args(argv)
@@ -284,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             training = replace(training, **{field_name: value})
     changes = {k: getattr(args, k) for k in ("n_prompts", "images_per_prompt") if getattr(args, k) is not None}
     config = replace(config, training=training, **changes)
+    if args.gen_mode is not None:
+        config = replace(config, generation=replace(config.generation, mode=args.gen_mode))
     backend = load_sandbox(args.weights, device="cpu")
     gen = config.generation
     cache = Cache(args.cache)
