@@ -198,3 +198,14 @@ def test_runs_tab_draws_the_committed_result_with_its_intervals(tmp_path):
     assert missing is None and "experiments.srum_table" in why
     with pytest.raises(ValueError):
         srum_result_figure("train", path)
+
+
+def test_the_train_tab_states_the_rounds_referee_change_with_its_interval():
+    from workbench.tabs.train import referee_change_note
+
+    summary = {"referee_change/n": 28, "referee_change/before": 45.0, "referee_change/after": 48.5,
+               "referee_change/delta": 3.5, "referee_change/ci95_low": -2.25, "referee_change/ci95_high": 9.0}
+    note = referee_change_note(summary)
+    assert "same 28 evaluation images" in note and "45.0% → 48.5%" in note
+    assert "Δ +3.5 points" in note and "[-2.2, +9.0]" in note
+    assert referee_change_note({}) == ""  # no evaluation this round: nothing claimed
