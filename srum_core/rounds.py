@@ -678,6 +678,14 @@ def _check_resumable(resume: str | os.PathLike[str], training: TrainingConfig) -
         )
 
 
+def eval_generation(backend: Any, generation: GenerationConfig) -> GenerationConfig:
+    """How a round's evaluation draws: in plain mode where the backend has one (the prompt alone, what a round
+    trains), whatever mode the round's own images used."""
+    if "plain" in getattr(backend, "generation_modes", ("plain",)) and generation.mode not in (None, "plain"):
+        return replace(generation, mode="plain")
+    return generation
+
+
 def _evaluate(
     backend: Any, config: RoundConfig, emit: ProgressCallback, cancel: threading.Event | None, info: ProcessInfo
 ) -> EvalResult:
@@ -687,7 +695,7 @@ def _evaluate(
         config.eval_categories or config.categories,
         config.eval_seeds,
         config.eval_n_prompts,
-        generation=config.generation,
+        generation=eval_generation(backend, config.generation),
         judge=config.judge,
         callback=emit,
         cancel=cancel,

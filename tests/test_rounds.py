@@ -363,3 +363,17 @@ def test_a_round_from_base_depends_only_on_its_seed_not_on_earlier_rounds(tmp_pa
     assert fresh_adapter.keys() == again_adapter.keys()
     assert all(torch.equal(fresh_adapter[k], again_adapter[k]) for k in fresh_adapter)
     assert _tree_hash(tmp_path / "fresh" / "samples") == _tree_hash(tmp_path / "again" / "samples")
+
+
+def test_a_round_evaluates_in_plain_mode_whatever_mode_its_images_used():
+    from types import SimpleNamespace
+
+    from srum_core.config import GenerationConfig
+    from srum_core.rounds import eval_generation
+
+    think = GenerationConfig(steps=3, guidance=2.0, mode="think")
+    both = SimpleNamespace(generation_modes=("plain", "think"))
+    assert eval_generation(both, think) == GenerationConfig(steps=3, guidance=2.0, mode="plain")
+    assert eval_generation(both, GenerationConfig(mode=None)).mode is None  # the backend's default (plain)
+    only_think = SimpleNamespace(generation_modes=("think",))
+    assert eval_generation(only_think, think) is think
