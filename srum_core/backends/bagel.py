@@ -94,6 +94,10 @@ from ..prompt_sets import T2ICompBenchWorld
 from ..protocol import BoxSource, ProgressCallback, ProgressEvent
 from ..templates import fill_template
 from ..types import GlobalJudgement, Region, RegionJudgement, Sample
+from ..vlm_judging import as_pil as _as_pil
+from ..vlm_judging import crop as _crop
+from ..vlm_judging import likelihood_global as _likelihood_global
+from ..vlm_judging import likelihood_region as _likelihood_region
 
 logger = logging.getLogger(__name__)
 
@@ -1146,21 +1150,6 @@ def _to_unit_range(image: Any) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1) * 2.0 - 1.0
 
 
-def _as_pil(image: Any) -> Any:
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
-    raise TypeError(f"expected a PIL image or an (H, W, 3) uint8 array, got {type(image).__name__}")
-
-
-def _crop(image: Any, region: Region) -> Any:
-    x1, y1, x2, y2 = region.box
-    return image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
-
-
 def draw_numbered_boxes(image: Any, regions: Sequence[Region]) -> Any:
     """A copy of ``image`` with each region drawn as a coloured rectangle labelled 1, 2, ... (its Region ID)."""
     from PIL import ImageDraw
@@ -1916,30 +1905,6 @@ class BagelBackend(T2ICompBenchWorld):
         """A peft regex over the generation expert's attention and MLP projections only (SRUM trains drawing;
         the understanding expert that judges stays exactly as it was)."""
         return r"layers\.\d+\.gen\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
-
-
-def _likelihood_global(p_yes: float, question: str) -> GlobalJudgement:
-    return GlobalJudgement(
-        score=2.0 * p_yes - 1.0,
-        reason=f"P(Yes) = {p_yes:.3f} against No",
-        raw_text=f"P(Yes)={p_yes:.6f}",
-        parse_status="ok",
-        raw_score=p_yes,
-        question=question,
-    )
-
-
-def _likelihood_region(region: Region, p_yes: float, question: str) -> RegionJudgement:
-    return RegionJudgement(
-        region=region,
-        object_name=region.label or "",
-        score=2.0 * p_yes - 1.0,
-        reason=f"P(Yes) = {p_yes:.3f} against No",
-        raw_text=f"P(Yes)={p_yes:.6f}",
-        parse_status="ok",
-        raw_score=p_yes,
-        question=question,
-    )
 
 
 __all__ = [

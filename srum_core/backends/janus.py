@@ -42,6 +42,10 @@ from ..prompt_sets import T2ICompBenchWorld
 from ..protocol import BoxSource, ProgressCallback, ProgressEvent
 from ..templates import fill_template
 from ..types import GlobalJudgement, Region, RegionJudgement, Sample
+from ..vlm_judging import as_pil as _as_pil
+from ..vlm_judging import crop as _crop
+from ..vlm_judging import likelihood_global as _likelihood_global
+from ..vlm_judging import likelihood_region as _likelihood_region
 
 logger = logging.getLogger(__name__)
 
@@ -643,21 +647,6 @@ class JanusBackend(T2ICompBenchWorld):
 # Helpers (pure functions on PIL images and numbers)
 
 
-def _as_pil(image: Any) -> Any:
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
-    raise TypeError(f"expected a PIL image or an (H, W, 3) uint8 array, got {type(image).__name__}")
-
-
-def _crop(image: Any, region: Region) -> Any:
-    x1, y1, x2, y2 = region.box
-    return image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
-
-
 def _normalised(region: Region, width: int, height: int) -> str:
     x1, y1, x2, y2 = region.box
     return f"[{x1 / width:.2f}, {y1 / height:.2f}, {x2 / width:.2f}, {y2 / height:.2f}]"
@@ -697,30 +686,6 @@ def draw_numbered_boxes(image: Any, regions: Sequence[Region], width: int | None
         draw.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=colour, width=line)
         draw.text((x1 + line + 1, y1 + line), str(k), fill=colour)
     return out
-
-
-def _likelihood_global(p_yes: float, question: str) -> GlobalJudgement:
-    return GlobalJudgement(
-        score=2.0 * p_yes - 1.0,
-        reason=f"P(Yes) = {p_yes:.3f} against No",
-        raw_text=f"P(Yes)={p_yes:.6f}",
-        parse_status="ok",
-        raw_score=p_yes,
-        question=question,
-    )
-
-
-def _likelihood_region(region: Region, p_yes: float, question: str) -> RegionJudgement:
-    return RegionJudgement(
-        region=region,
-        object_name=region.label or "",
-        score=2.0 * p_yes - 1.0,
-        reason=f"P(Yes) = {p_yes:.3f} against No",
-        raw_text=f"P(Yes)={p_yes:.6f}",
-        parse_status="ok",
-        raw_score=p_yes,
-        question=question,
-    )
 
 
 __all__ = [
