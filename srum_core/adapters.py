@@ -89,15 +89,21 @@ def detach_adapter(backend: Any) -> None:
         _remove_lora(module)
 
 
-def select_train_part(backend: Any, part: str) -> None:
-    """Point ``backend.trainable_module()`` at the part a round trains: ``gen`` (the generation expert, so the
-    judge stays frozen) or ``all``. Backends with one trainable part (their generation path) accept only ``gen``."""
-    if hasattr(backend, "set_train_part"):
-        backend.set_train_part(part)
-    elif part != "gen":
+def check_train_part(backend: Any, part: str) -> None:
+    """Refuse a trained part the backend cannot select: backends with one trainable part (their generation path,
+    no ``set_train_part``) accept only ``gen``."""
+    if part != "gen" and not hasattr(backend, "set_train_part"):
         raise ValueError(
             f"backend {backend.name!r} trains one part, its generation path; use train_part 'gen' (--train-part gen)"
         )
+
+
+def select_train_part(backend: Any, part: str) -> None:
+    """Point ``backend.trainable_module()`` at the part a round trains: ``gen`` (the generation expert, so the
+    judge stays frozen) or ``all`` (see :func:`check_train_part`)."""
+    check_train_part(backend, part)
+    if hasattr(backend, "set_train_part"):
+        backend.set_train_part(part)
 
 
 def attach_adapter(backend: Any, config: TrainingConfig) -> torch.nn.Module:

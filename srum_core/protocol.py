@@ -150,3 +150,15 @@ class BoxSource(Protocol):
     def propose(self, image: Any, prompt: str, max_regions: int = 10) -> list[Region]:
         """Up to ``max_regions`` regions on ``image``, largest/most confident first."""
         ...
+
+
+def generation_modes(backend: Any) -> tuple[str, ...]:
+    """The generation modes a backend offers (its optional ``generation_modes``; ``("plain",)`` without one)."""
+    return tuple(getattr(backend, "generation_modes", ("plain",)))
+
+
+def check_generation_mode(backend: Any, mode: str | None) -> None:
+    """Refuse a generation ``mode`` the backend does not offer, in one line (None: the backend's default)."""
+    modes = generation_modes(backend)
+    if mode is not None and mode not in modes:
+        raise ValueError(f"mode {str(mode)[:40]!r}: backend {backend.name!r} generates in {', '.join(modes)} mode only")

@@ -36,6 +36,7 @@ import numpy as np
 
 from .adapters import (
     attach_adapter,
+    check_train_part,
     init_adapter,
     read_adapter_config,
     restore_adapter,
@@ -48,7 +49,7 @@ from .distributed import ProcessInfo, barrier, gather_objects, process_info, sha
 from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, paired_referee_change, referee_passed
 from .limits import MAX_SEED
 from .prompt_sets import sample_prompts
-from .protocol import Cancelled, ProgressCallback, ProgressEvent
+from .protocol import Cancelled, ProgressCallback, ProgressEvent, check_generation_mode, generation_modes
 from .runs import load_run, read_run, write_round
 from .scoring import judge_image, propose_image_regions, resolve_box_source, training_maps
 from .training import TrainResult, train_on_samples
@@ -523,8 +524,7 @@ def resolve_generation_mode(backend: Any, generation: GenerationConfig) -> Gener
     pipeline generates its training images in think mode — else plain."""
     if generation.mode is not None:
         return generation
-    modes = getattr(backend, "generation_modes", ("plain",))
-    return replace(generation, mode="think" if "think" in modes else "plain")
+    return replace(generation, mode="think" if "think" in generation_modes(backend) else "plain")
 
 
 def _check_round_inputs(
@@ -533,15 +533,8 @@ def _check_round_inputs(
     """Refuse, before any work, what would make the round fail later."""
     if out_dir is not None and out_dir.exists():
         raise FileExistsError(f"run folder {out_dir} already exists; choose a new --out folder")
-    modes = getattr(backend, "generation_modes", ("plain",))
-    if config.generation.mode not in modes:
-        raise ValueError(
-            f"backend {backend.name!r} generates in {', '.join(modes)} mode only; use --gen-mode {modes[0]}"
-        )
-    if config.training.train_part != "gen" and not hasattr(backend, "set_train_part"):
-        raise ValueError(
-            f"backend {backend.name!r} trains one part, its generation path; use train_part 'gen' (--train-part gen)"
-        )
+    check_generation_mode(backend, config.generation.mode)
+    check_train_part(backend, config.training.train_part)
     if config.eval_split is not None and config.eval_split not in backend.prompt_sets():
         eval_prompts(backend, config.eval_split, None, 1, 0)  # raises, naming the sets the backend offers
     if resume is not None:
@@ -681,7 +674,7 @@ def _check_resumable(resume: str | os.PathLike[str], training: TrainingConfig) -
 def eval_generation(backend: Any, generation: GenerationConfig) -> GenerationConfig:
     """How a round's evaluation draws: in plain mode where the backend has one (the prompt alone, what a round
     trains), whatever mode the round's own images used."""
-    if "plain" in getattr(backend, "generation_modes", ("plain",)) and generation.mode not in (None, "plain"):
+    if "plain" in generation_modes(backend) and generation.mode not in (None, "plain"):
         return replace(generation, mode="plain")
     return generation
 

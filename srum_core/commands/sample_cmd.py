@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from ..config import GENERATION_MODES, REGION_VIEWS, GenerationConfig, JudgeConfig, default_of, help_of
+from ..protocol import check_generation_mode
 from . import CliError
 from .round_cmd import add_model_flags, backend_from_args
 from .round_cmd import number as number_arg
@@ -113,9 +114,10 @@ def run_generate(args: argparse.Namespace) -> int:
             "pass --force to overwrite or choose another --out"
         )
     backend = _load(args)
-    modes = tuple(getattr(backend, "generation_modes", ("plain",)))
-    if args.mode is not None and args.mode not in modes:
-        raise CliError(f"--mode {args.mode}: the {backend.name} backend generates in {', '.join(modes)} mode only")
+    try:
+        check_generation_mode(backend, args.mode)
+    except ValueError as err:
+        raise CliError(f"--{err}") from None
     seeds = [seed + i for i in range(n)]
     samples = backend.generate([prompt] * n, seeds, config)
     out.mkdir(parents=True, exist_ok=True)

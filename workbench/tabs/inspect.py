@@ -27,6 +27,7 @@ from srum_core.config import (
     check_choice,
     help_of,
 )
+from srum_core.protocol import check_generation_mode, generation_modes
 
 from .. import plots
 from ..space import SHORT_GPU_S, gpu
@@ -104,7 +105,7 @@ def build(engine: Engine, state: Any) -> InspectTab:
     # The backend's own sampling defaults where it has them (BAGEL: SRUM's 50 steps, CFG 4).
     gen_default = GenerationConfig(**getattr(backend, "generation_defaults", {}))
     # A round draws its images in think mode where the backend has it (SRUM's released pipeline), so Inspect does too.
-    modes = list(getattr(backend, "generation_modes", ("plain",)))
+    modes = list(generation_modes(backend))
     mode_default = "think" if "think" in modes else modes[0]
     if len(modes) > 1:
         gen_default = replace(gen_default, mode=mode_default)
@@ -194,8 +195,8 @@ def build(engine: Engine, state: Any) -> InspectTab:
             facade.check_seed(seed_value)
         if mode_value in (None, ""):
             mode_value = mode_default if len(modes) > 1 else None
-        elif mode_value not in modes:
-            raise ValueError(f"generation mode {str(mode_value)[:40]!r}: backend {backend.name!r} offers {', '.join(modes)}")
+        else:
+            check_generation_mode(backend, mode_value)
         return GenerationConfig(steps=steps_value, guidance=guidance_value, mode=mode_value)
 
     def judge_config(view_name: Any, regions_max: Any, global_tpl: Any, region_tpl: Any) -> JudgeConfig:

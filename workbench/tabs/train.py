@@ -24,6 +24,7 @@ from srum_core import runs as engine_runs
 from srum_core.config import MAP_MODES, PRESETS, TRAIN_PARTS, check_int
 from srum_core.limits import MAX_UPLOAD_BYTES, mib
 from srum_core.params import ROUND_PARAMS, preset_values, round_config
+from srum_core.protocol import check_generation_mode, generation_modes
 from srum_core.rounds import default_eval_split
 
 from .. import plots
@@ -173,10 +174,8 @@ def round_config_from_inputs(backend: Any, values: Mapping[str, Any]) -> Any:
         size = Path(prompts_file).stat().st_size
         if size > MAX_UPLOAD_BYTES:
             raise ValueError(f"the prompt file is {mib(size)}; this app reads at most {mib(MAX_UPLOAD_BYTES)}")
-    modes = tuple(getattr(backend, "generation_modes", ("plain",)))
     gen_mode = values.get("gen_mode") or None
-    if gen_mode is not None and gen_mode not in modes:
-        raise ValueError(f"generation mode {str(gen_mode)[:40]!r}: backend {backend.name!r} offers {', '.join(modes)}")
+    check_generation_mode(backend, gen_mode)
     given = {key: values.get(name) for name, key in INPUT_KEYS.items() if key is not None and name in values}
     given["generation.mode"] = gen_mode
     given["eval_n_prompts"] = max(n_eval, 1)
@@ -278,7 +277,7 @@ def build(engine: Engine, state: Any) -> TrainTab:
                 label=param("gate").label + " (empty = SRUM: every image trains)", value="", info=param("gate").help
             )
             inputs["preset"] = preset
-            modes = list(getattr(backend, "generation_modes", ("plain",)))
+            modes = list(generation_modes(backend))
             inputs["gen_mode"] = gr.Radio(
                 modes,
                 value="think" if "think" in modes else modes[0],
