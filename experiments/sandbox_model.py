@@ -54,7 +54,7 @@ def measure(backend, items, modes, steps: int, guidance: float, batch: int = 32,
     from srum_core.stats import auroc, balanced_accuracy
     from srum_core.tinyumm.data import object_wanted
     from srum_core.types import Region
-    from srum_core.world.referee import detect, verify
+    from srum_core.world.referee import OUTCOMES, detect, outcome, verify
     from srum_core.world.spec import PromptSpec
 
     judge = JudgeConfig()
@@ -74,7 +74,8 @@ def measure(backend, items, modes, steps: int, guidance: float, batch: int = 32,
                 judged = backend.judge_regions(sample.image, item.text, regions, judge) if regions else []
                 objects = [{"wanted": object_wanted(d, spec), "score": j.score} for d, j in zip(dets, judged)]
                 rows.append({"mode": mode, "category": item.category, "prompt": item.text, "seed": seed,
-                             "referee": bool(verdict.passed), "g": g, "objects": objects,
+                             "referee": bool(verdict.passed), "outcome": outcome(verdict, spec), "g": g,
+                             "objects": objects,
                              "plan": sample.settings.get("plan")})
         log(f"  {mode}: {len(items)} images in {time.monotonic() - t0:.0f}s")
 
@@ -90,6 +91,8 @@ def measure(backend, items, modes, steps: int, guidance: float, batch: int = 32,
             "object_n": len(objs),
             "object_balanced_accuracy": balanced_accuracy([o["wanted"] for o in objs], [o["score"] > 0 for o in objs]),
             "object_auroc": auroc([o["wanted"] for o in objs], [o["score"] for o in objs]),
+            # The image mix: all right / partly wrong / all wrong (srum_core.world.referee.outcome).
+            "mix": {k: float(np.mean([r["outcome"] == k for r in sel])) if sel else None for k in OUTCOMES},
         }
 
     out: dict = {"by_mode": {}, "judge_all_images": summary(rows)}

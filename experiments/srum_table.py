@@ -12,7 +12,9 @@ Arms (:data:`ARMS`): ``base`` (no round); ``sft`` (uniform weights); ``srum`` (t
 default); ``signed`` (the paper's form); ``binary``; ``global-only``; ``local-only``; ``lam0`` (λ = 0);
 ``area-grid`` (area-averaged token grid); and the controls ``oracle`` (the referee's verdicts turned into the same
 map: the best a judge could do), ``renders`` (the world's perfect drawings of the same prompts, uniform weights)
-and ``gated`` (SRUM's map on the self-accepted images only, g > 0).
+``gated`` (SRUM's map on the self-accepted images only, g > 0), ``filtered`` (SFT on the images the referee calls
+fully right: what a perfect filter gives) and ``contrast`` (SRUM's map with each image's weights rescaled to SFT's
+mean weight: the contrast within an image alone, no change of scale between images).
 
 For each arm it reports the accuracy change against ``base`` and against ``sft`` with a paired bootstrap 95%
 interval (items resampled within each round seed), per category too, and per round the judge's balanced accuracy
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 ARMS: tuple[str, ...] = ("base", "sft", "srum", "signed", "binary", "global-only", "local-only", "lam0",
-                         "area-grid", "oracle", "renders", "gated")
+                         "area-grid", "oracle", "renders", "gated", "filtered", "contrast")
 SETS: dict[str, str] = {"eval": "eval", "transfer": "transfer"}
 
 
@@ -53,6 +55,10 @@ class Arm:
     judge: str = "self"
     data: str = "self"
     gate: float | None = None
+    #: ``referee-pass``: keep only the images the referee calls fully right (a perfect filter).
+    keep: str = "all"
+    #: Rescale each image's weights to SFT's mean weight (SRUM's contrast within an image, no change of scale).
+    contrast_only: bool = False
 
 
 def arm_spec(name: str, reward_mode: str, grid: str, lam: float) -> Arm:
@@ -71,6 +77,8 @@ def arm_spec(name: str, reward_mode: str, grid: str, lam: float) -> Arm:
         "oracle": replace(base, judge="referee"),
         "renders": replace(base, mode="sft", data="renders"),
         "gated": replace(base, gate=0.0),
+        "filtered": replace(base, mode="sft", keep="referee-pass"),
+        "contrast": replace(base, contrast_only=True),
     }
     if name not in table:
         raise ValueError(f"unknown arm {name!r}; choose from {', '.join(ARMS)}")
@@ -106,9 +114,22 @@ def oracle_report(report: Any, passed: bool, detections: Sequence[dict], spec: A
     return replace(report, global_judgement=g, regions=tuple(regions))
 
 
+def contrast_only(weights: np.ndarray, lam: float) -> np.ndarray:
+    """Token weights ``w'`` whose per-token loss weights ``w' + λ`` keep each image's contrast (their ratios within
+    the image) but have SFT's mean ``1 + λ`` in every image: ``w' = (w + λ)·(1 + λ)/mean(w + λ) − λ``. An image
+    whose weights are all zero (no loss at all) gets SFT's uniform weight."""
+    total = np.asarray(weights, dtype=np.float64) + lam
+    mean = total.mean(axis=1, keepdims=True)
+    safe = np.where(mean > 0, mean, 1.0)
+    scaled = np.where(mean > 0, total * (1.0 + lam) / safe, 1.0 + lam)
+    return (scaled - lam).astype(np.float32)
+
+
 def arm_training_set(arm: Arm, samples: Sequence[Any], reports: Sequence[Any], token_size: int,
-                     oracle: Sequence[Any] | None = None, renders: Sequence[Any] | None = None):
-    """``(samples, (B, N) weights)`` an arm trains on, from one round's images and judgements."""
+                     oracle: Sequence[Any] | None = None, renders: Sequence[Any] | None = None,
+                     passed: Sequence[bool] | None = None):
+    """``(samples, (B, N) weights)`` an arm trains on, from one round's images and judgements (``passed``: the
+    referee's verdicts, for the ``referee-pass`` filter)."""
     from srum_core.config import RewardConfig
     from srum_core.rounds import select_training_set
     from srum_core.scoring import training_maps
@@ -124,7 +145,15 @@ def arm_training_set(arm: Arm, samples: Sequence[Any], reports: Sequence[Any], t
             raise ValueError("the renders arm needs the world's drawings of the round's prompts")
         kept = [renders[i] for i in chosen.kept]
         return kept, np.ones((len(kept), chosen.weights.shape[1]), dtype=np.float32)
-    return list(chosen.samples), chosen.weights
+    out_samples, weights = list(chosen.samples), chosen.weights
+    if arm.keep == "referee-pass":
+        if passed is None:
+            raise ValueError(f"arm {arm.name!r} needs the referee's verdicts on the round's images")
+        keep = [j for j, i in enumerate(chosen.kept) if passed[i]]
+        out_samples, weights = [out_samples[j] for j in keep], weights[keep]
+    if arm.contrast_only:
+        weights = contrast_only(weights, arm.lam)
+    return out_samples, weights
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -356,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                     cache.put(f"judge_{arm.name}_s{seed}_r{k}", judge_quality(data["reports"], data["passed"]))
                     renders = render_samples(backend, data["items"], data["seeds"])
                 samples, weights = arm_training_set(arm, data["samples"], data["reports"], backend.token_size,
-                                                    data["oracle"], renders)
+                                                    data["oracle"], renders, data["passed"])
                 t0 = time.monotonic()
                 trained = train_on_samples(backend, samples, weights,
                                            replace(training, lam=arm.lam, seed=seed * 100 + k))
@@ -466,4 +495,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["ARMS", "Arm", "arm_spec", "arm_training_set", "asdict", "delta_table", "oracle_report"]
+__all__ = ["ARMS", "Arm", "arm_spec", "arm_training_set", "asdict", "contrast_only", "delta_table", "oracle_report"]

@@ -231,6 +231,10 @@ class RewardConfig:
         return asdict(self)
 
 
+#: Learning-rate schedules of a round (:func:`srum_core.training.lr_at`).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """A short SRUM training round: ``L = mean(w·e) + λ·mean(e)`` with AdamW at SRUM's defaults.
@@ -264,9 +268,19 @@ class TrainingConfig:
     #: Which part of the model trains: ``gen`` (the generation expert only, so the judge stays frozen; backends
     #: with a single trunk train their generation path) or ``all`` (the paper's full fine-tune).
     train_part: str = field(default="gen", metadata=_help("gen: the generation expert only (the judge stays frozen); all: every part"))
+    #: ``constant`` (flat after warm-up, SRUM's released scripts) or ``cosine`` (from ``lr`` down to
+    #: ``lr_min_ratio · lr`` at the last step).
+    lr_schedule: str = field(default="constant", metadata=_help("constant: flat after warm-up; cosine: decays to lr_min_ratio·lr"))
+    lr_min_ratio: float = field(default=0.0, metadata=_help("cosine schedule's final lr as a share of lr"))
+    #: EMA of the trained weights, swapped in at the end of the round (0 = off: the last step's weights).
+    ema_decay: float = field(default=0.0, metadata=_help("EMA decay of the trained weights, used at the end (0 = off)"))
 
     def __post_init__(self) -> None:
         check_choice(self.train_part, "train_part", TRAIN_PARTS)
+        check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
+        _set(self, "lr_min_ratio", check_float(self.lr_min_ratio, "lr_min_ratio", 0.0, 1.0, "a share of lr"))
+        _set(self, "ema_decay", check_float(self.ema_decay, "ema_decay", 0.0, 1.0, "0 = off; 0.99 averages ~100 steps",
+                                            hi_open=True))
         _set(self, "steps", check_int(self.steps, "steps", 0, 100_000, "optimiser steps"))
         _set(self, "lr", check_float(self.lr, "lr", 0.0, 1.0, "1e-4 suits LoRA", lo_open=True))
         _set(self, "lam", check_float(self.lam, "lam", 0.0, 10.0, "λ is the constraint weight; SRUM uses 0.5"))

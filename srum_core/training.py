@@ -1,7 +1,7 @@
 """Training on the model's own samples with SRUM's weighted loss (SRUM_SPEC §1.7): the optimiser loop.
 
-:func:`train_on_samples` runs AdamW (β 0.9/0.95, eps 1e-15, wd 0 by default) with a linear warm-up and gradient
-clipping on ``L = mean(w·e) + λ·mean(e)``, one metrics dict per step. The adapter it updates (LoRA or full
+:func:`train_on_samples` runs AdamW (β 0.9/0.95, eps 1e-15, wd 0 by default) with a linear warm-up (then flat or
+a cosine), an optional EMA of the trained weights swapped in at the end, and gradient clipping on ``L = mean(w·e) + λ·mean(e)``, one metrics dict per step. The adapter it updates (LoRA or full
 fine-tuning) is attached beforehand by :mod:`srum_core.adapters`.
 
 Several processes (``accelerate launch``): every process holds all samples, trains on its share of each
@@ -43,9 +43,15 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], config: TrainingConfig)
 
 
 def lr_at(step: int, config: TrainingConfig) -> float:
-    """Learning rate at 0-based ``step``: linear warm-up over ``warmup_steps`` (step 0 → lr/warmup), then flat."""
+    """Learning rate at 0-based ``step``: linear warm-up over ``warmup_steps`` (step 0 → lr/warmup), then flat
+    (``lr_schedule="constant"``) or a cosine down to ``lr_min_ratio · lr`` at the last step (``"cosine"``)."""
     if config.warmup_steps > 0 and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        span = max(1, config.steps - 1 - config.warmup_steps)
+        progress = min(1.0, max(0.0, (step - config.warmup_steps) / span))
+        floor = config.lr_min_ratio
+        return config.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + float(np.cos(np.pi * progress))))
     return config.lr
 
 
@@ -111,6 +117,8 @@ def train_on_samples(
     module = backend.trainable_module()
     module.train()
     metrics = []
+    # EMA of the trained weights (identical on every process: the weights are), swapped in at the end.
+    ema = [p.detach().clone() for p in params] if config.ema_decay > 0 else None
     try:
         for step, batch in enumerate(batch_order(len(samples), config.steps, config.batch_size, config.seed)):
             if cancel is not None and cancel.is_set():
@@ -137,6 +145,11 @@ def train_on_samples(
             average_across_processes([p.grad for p in params] + [values], info)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
             optimizer.step()
+            if ema is not None:
+                decay = min(config.ema_decay, (1 + step) / (10 + step))  # warm start, as pre-training
+                with torch.no_grad():
+                    for e, p in zip(ema, params):
+                        e.lerp_(p.detach(), 1.0 - decay)
             row = {
                 "step": step + 1,
                 "loss": float(values[0]),
@@ -155,5 +168,9 @@ def train_on_samples(
     finally:
         module.eval()
         optimizer.zero_grad(set_to_none=True)
+    if ema is not None and len(metrics) == config.steps:
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                p.copy_(e)
     check_in_sync(params, info)
     return TrainResult(steps=len(metrics), metrics=tuple(metrics), n_samples=len(samples))

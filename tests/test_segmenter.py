@@ -72,7 +72,7 @@ def test_boxes_cover_objects_largest_first():
             PlacedObject("square", "blue", "large", "striped", cx=40.0, cy=40.0, radius=10.0),
         )
     )
-    regions = SegmenterBoxes(pad=1).propose(render_scene(scene), "anything", max_regions=10)
+    regions = SegmenterBoxes(pad=1, background=False).propose(render_scene(scene), "anything", max_regions=10)
     assert [r.source for r in regions] == ["segmenter", "segmenter"]
     assert regions[0].box == (29, 29, 51, 51)  # the square's box (30, 30, 50, 50) padded by 1
     x1, y1, x2, y2 = regions[1].box
@@ -86,8 +86,14 @@ def test_one_box_per_object_on_random_scenes():
     assert isinstance(seg, BoxSource) and seg.kind == "automatic" and seg.name == "segmenter"
     for spec in make_prompts("train", None, 60, seed=4):
         img, scene = render_spec(spec, rng)
-        regions = seg.propose(img, spec.text)
+        everything = seg.propose(img, spec.text)
+        regions = [r for r in everything if r.label != SegmenterBoxes.BACKGROUND]
         assert len(regions) == len(scene.objects), spec.text
+        background = [r for r in everything if r.label == SegmenterBoxes.BACKGROUND]
+        for r in background:  # a background segment holds no object
+            assert not any(r.box[0] <= o.cx < r.box[2] and r.box[1] <= o.cy < r.box[3] for o in scene.objects)
+        areas_all = [(r.box[2] - r.box[0]) * (r.box[3] - r.box[1]) for r in background]
+        assert areas_all == sorted(areas_all, reverse=True)
         # Largest mask first: the clearly biggest object (by drawn area) owns the first box.
         areas = render_masks(scene).sum(axis=(1, 2))
         order = np.argsort(-areas)
@@ -110,3 +116,21 @@ def test_bad_settings_and_inputs_are_refused():
         SegmenterBoxes(threshold=2.0)
     with pytest.raises(ValueError, match="RGB"):
         SegmenterBoxes().propose(np.zeros((8, 8)), "")
+
+
+def test_an_extra_or_wrong_object_gets_its_own_region_and_background_segments_come_too():
+    from srum_core.world.render import scene_from_slots
+
+    # Asked: a red square and a blue circle. Drawn: those two, a wrong-coloured circle and an extra triangle.
+    scene = scene_from_slots([(0, "red", "square", "large", "solid"), (5, "blue", "circle", "large", "solid"),
+                              (10, "green", "circle", "large", "solid"), (15, "yellow", "triangle", "large", "solid")])
+    regions = SegmenterBoxes().propose(render_scene(scene), "a red square and a blue circle", max_regions=10)
+    objects = [r for r in regions if r.label != SegmenterBoxes.BACKGROUND]
+    assert len(objects) == 4
+    for obj in scene.objects:
+        assert sum(r.box[0] <= obj.cx < r.box[2] and r.box[1] <= obj.cy < r.box[3] for r in objects) == 1
+    # Slots 0, 5, 10, 15 lie on the diagonal: the two off-diagonal quadrants are empty background.
+    background = [r.box for r in regions if r.label == SegmenterBoxes.BACKGROUND]
+    assert sorted(background) == [(0, 32, 32, 64), (32, 0, 64, 32)]
+    assert regions[0].label == SegmenterBoxes.BACKGROUND  # largest mask first
+    assert len(SegmenterBoxes().propose(render_scene(scene), "", max_regions=3)) == 3

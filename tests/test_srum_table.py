@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.srum_table import ARMS, arm_spec, arm_training_set, oracle_report
+from experiments.srum_table import ARMS, arm_spec, arm_training_set, contrast_only, oracle_report
 from srum_core.stats import auroc, balanced_accuracy, paired_bootstrap
 from srum_core.types import GlobalJudgement, Region, RegionJudgement, RewardReport, Sample
 
@@ -100,7 +100,7 @@ def test_every_arm_on_a_fixed_toy_batch(toy):
     base = arm_spec("base", "released", "bilinear", 0.5)
     assert not base.trains
     assert set(ARMS) == {"base", "sft", "srum", "signed", "binary", "global-only", "local-only", "lam0", "area-grid",
-                         "oracle", "renders", "gated"}
+                         "oracle", "renders", "gated", "filtered", "contrast"}
     with pytest.raises(ValueError, match="unknown arm"):
         arm_spec("dpo", "released", "bilinear", 0.5)
 
@@ -209,3 +209,27 @@ def test_the_train_tab_states_the_rounds_referee_change_with_its_interval():
     assert "same 28 evaluation images" in note and "45.0% → 48.5%" in note
     assert "Δ +3.5 points" in note and "[-2.2, +9.0]" in note
     assert referee_change_note({}) == ""  # no evaluation this round: nothing claimed
+
+
+def test_filtered_arm_keeps_only_the_images_the_referee_passes(toy):
+    samples, reports, oracle, renders = toy
+    arm = arm_spec("filtered", "released", "bilinear", 0.5)
+    used, w = arm_training_set(arm, samples, reports, 16, oracle, renders, passed=[False, True])
+    assert [s.seed for s in used] == [1] and np.all(w == 1.0)
+    with pytest.raises(ValueError, match="referee's verdicts"):
+        arm_training_set(arm, samples, reports, 16, oracle, renders)
+
+
+def test_contrast_arm_keeps_srum_ratios_at_sfts_mean_weight(toy):
+    samples, reports, oracle, renders = toy
+    _, _, srum = _weights("srum", toy)
+    arm = arm_spec("contrast", "released", "bilinear", 0.5)
+    _, w = arm_training_set(arm, samples, reports, 16, oracle, renders)
+    total, total_srum = w + 0.5, srum + 0.5
+    # Every image's mean per-token loss weight is SFT's (1 + λ) ...
+    assert np.allclose(total.mean(axis=1), 1.5)
+    # ... and the ratios between its tokens are SRUM's.
+    assert np.allclose(total / total[:, :1], total_srum / total_srum[:, :1])
+    assert not np.allclose(w, srum)  # the scale did change: the bad image is no longer down-weighted overall
+    # A degenerate image with no weight at all falls back to SFT's uniform weight.
+    assert np.allclose(contrast_only(np.full((1, 4), -0.5, dtype=np.float32), 0.5), 1.0)

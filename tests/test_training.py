@@ -128,3 +128,38 @@ def test_unset_timestep_shift_keeps_the_backends_own_default():
     A.attach_adapter(backend, config)
     T.train_on_samples(backend, own_samples(backend, 2), np.ones((2, N_TOKENS)), config)
     assert seen == {"timestep_shift": 2.5}
+
+
+def test_cosine_schedule_and_validation_of_the_new_knobs():
+    from srum_core.config import TrainingConfig
+    from srum_core.training import lr_at
+
+    cfg = TrainingConfig(steps=11, lr=1e-3, warmup_steps=1, lr_schedule="cosine", lr_min_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1e-3)  # the single warm-up step
+    assert lr_at(1, cfg) == pytest.approx(1e-3)
+    assert lr_at(10, cfg) == pytest.approx(1e-4)  # the last step reaches the floor
+    values = [lr_at(s, cfg) for s in range(1, 11)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert lr_at(5, TrainingConfig(steps=11, lr=1e-3, warmup_steps=1)) == pytest.approx(1e-3)  # constant stays flat
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainingConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainingConfig(ema_decay=1.0)
+
+
+def test_ema_of_the_trained_weights_lies_between_start_and_last_step():
+    # EMA on: the round ends on the average of its steps, not the last step's weights.
+    def run(ema):
+        backend = FakeBackend()
+        config = TrainingConfig(steps=4, lr=1e-2, batch_size=2, warmup_steps=0, ema_decay=ema, seed=3)
+        A.attach_adapter(backend, config)
+        start = [p.detach().clone() for p in A.trainable_parameters(backend)]
+        T.train_on_samples(backend, own_samples(backend), np.ones((4, N_TOKENS)), config)
+        return start, [p.detach().clone() for p in A.trainable_parameters(backend)]
+
+    start, last = run(0.0)
+    start_e, averaged = run(0.9)
+    assert all(torch.equal(a, b) for a, b in zip(start, start_e))  # same seed, same start
+    moved_last = sum(float((b - a).norm()) for a, b in zip(start, last))
+    moved_ema = sum(float((b - a).norm()) for a, b in zip(start, averaged))
+    assert 0 < moved_ema < moved_last

@@ -594,7 +594,9 @@ class SandboxBackend:
             p, p_obj, name = float(r["p"]), float(r["p_object"]), str(r["name"])
             if p_obj < 0.5:
                 name = f"background (nearest: {name})"
-            score = 2.0 * p - 1.0
+            # An object the prompt asks for → +1, any other drawn thing → −1, background (nothing drawn) → 0:
+            # s = 2·P(asked) − P(object), so a background segment is neutral, as the rubric's "-0.4..0.4".
+            score = float(np.clip(2.0 * p - p_obj, -1.0, 1.0))
             question = fill_template(config.region_template, prompt=prompt, region=region_text, object=name)
             asked = "one the prompt asks for" if p >= 0.5 else "not what the prompt asks for"
             reason = f"I see a {name} (P(object)={p_obj:.2f}); it is {asked} (p={p:.2f})."

@@ -1,8 +1,10 @@
 """A class-agnostic, non-learned segmenter: a "SAM-like" automatic box source that needs no model.
 
 It knows nothing about shapes or colour names (the sandbox world reuses its component labelling to check images). It estimates the background colour from the image border,
-marks pixels that differ from it, splits the marked pixels into connected components and returns their boxes,
-largest first (SRUM_SPEC §1.3: boxes sorted by mask area, top K kept).
+marks pixels that differ from it, splits the marked pixels into connected components and returns their boxes —
+every drawn thing, including extra or wrong ones — together with background segments (each quadrant of the image
+that holds no foreground, as an automatic segmenter also returns sky or floor), largest mask first (SRUM_SPEC
+§1.3: boxes sorted by mask area, top K kept, background segments too).
 """
 
 from __future__ import annotations
@@ -74,13 +76,17 @@ class SegmenterBoxes:
 
     ``threshold``: how far (Euclidean RGB distance in [0, 1] units) a pixel must be from the background estimate
     to count as foreground; ``min_area``: smallest component kept, in pixels of a 64 x 64 image (scaled with
-    the image area); ``pad``: pixels added around each box.
+    the image area); ``pad``: pixels added around each box; ``background``: also propose background segments
+    (the image's quadrants with no foreground pixel, labelled :attr:`BACKGROUND`).
     """
 
     name = "segmenter"
     kind = "automatic"
 
-    def __init__(self, threshold: float = 0.18, min_area: int = 8, pad: int = 1):
+    #: Label of a background segment's region (the judge should find nothing the prompt asks for in it).
+    BACKGROUND = "background"
+
+    def __init__(self, threshold: float = 0.18, min_area: int = 8, pad: int = 1, background: bool = True):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold={threshold}: use a colour distance between 0 and 1 (0.18 works)")
         if min_area < 1:
@@ -90,6 +96,7 @@ class SegmenterBoxes:
         self.threshold = threshold
         self.min_area = min_area
         self.pad = pad
+        self.background = bool(background)
 
     def foreground(self, image: Any) -> np.ndarray:
         """``(H, W)`` bool: pixels that differ from the background (median colour of the border pixels)."""
@@ -99,7 +106,8 @@ class SegmenterBoxes:
         return np.linalg.norm(rgb - background, axis=-1) > self.threshold
 
     def propose(self, image: Any, prompt: str = "", max_regions: int = 10) -> list[Region]:
-        """Up to ``max_regions`` boxes of foreground components, largest mask first. ``prompt`` is ignored."""
+        """Up to ``max_regions`` boxes of foreground components and background segments, largest mask first.
+        ``prompt`` is ignored."""
         mask = self.foreground(image)
         h, w = mask.shape
         labels, n = label_components(mask)
@@ -121,5 +129,12 @@ class SegmenterBoxes:
             x1, y1, x2, y2 = int(x1s[k]), int(y1s[k]), int(x2s[k]), int(y2s[k])
             box = (max(0, x1 - self.pad), max(0, y1 - self.pad), min(w, x2 + self.pad), min(h, y2 + self.pad))
             found.append((int(areas[k]), box))
-        found.sort(key=lambda item: (-item[0], item[1]))
-        return [Region(box=box, source=self.name) for _area, box in found[:max_regions]]
+        regions = [(area, box, None) for area, box in found]
+        if self.background:
+            hy, hx = h // 2, w // 2
+            for y1, y2 in ((0, hy), (hy, h)):
+                for x1, x2 in ((0, hx), (hx, w)):
+                    if y2 > y1 and x2 > x1 and not mask[y1:y2, x1:x2].any():
+                        regions.append(((y2 - y1) * (x2 - x1), (x1, y1, x2, y2), self.BACKGROUND))
+        regions.sort(key=lambda item: (-item[0], item[1]))
+        return [Region(box=box, source=self.name, label=label) for _area, box, label in regions[:max_regions]]

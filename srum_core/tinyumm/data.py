@@ -102,6 +102,14 @@ def plan_objects(spec, scene, classes) -> list[tuple[int, int, int, int, int]]:
     return out
 
 
+def plan_objects_of(scene, classes) -> list[tuple[int, int, int, int, int]]:
+    """The plan of ``scene`` in its own object order (a wrong plan, which no prompt's grouping fits), as class
+    indices of ``classes``."""
+    colors, shapes, textures, sizes = classes
+    return [(world_spec.slot_of(p.cx, p.cy, scene.size), colors.index(p.color), shapes.index(p.shape),
+             sizes.index(p.size), textures.index(p.texture)) for p in scene.objects]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """What the sampler draws. ``caption_noise``: generation captions only. ``plan_p``: share of generation
@@ -119,6 +127,15 @@ class DataConfig:
     p_clean: float = 0.4
     ghost_p: float = 0.15
     box_jitter: int = 2
+    #: Think-mode realism (v3; 0 = the v2 stream, bit for bit). ``plan_error_p``: share of understanding
+    #: examples whose planner target is a plan with one realistic mistake (:func:`~srum_core.world.plan_errors.
+    #: corrupt_plan`), so the planner writes wrong plans about as often. ``plan_follow_error_p``: share of
+    #: plan-conditioned generation examples whose image shows one mistake against the right plan they are given
+    #: (the generation expert sometimes fails a right plan). ``edit_negative_p``: share of the judge's negatives
+    #: that are the positive layout with one mistake (hard negatives: a flipped relation, a wrong count, ...).
+    plan_error_p: float = 0.0
+    plan_follow_error_p: float = 0.0
+    edit_negative_p: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.caption_noise, dict):
@@ -128,6 +145,9 @@ class DataConfig:
             raise ValueError("plan_p must lie in [0, 1]")
         if abs(sum(w for _, w in self.und_splits) - 1.0) > 1e-6:
             raise ValueError("und_splits weights must sum to 1")
+        for name in ("plan_error_p", "plan_follow_error_p", "edit_negative_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]")
 
 
 def draw_specs(split: str, n: int, rng: np.random.Generator) -> list:
@@ -170,7 +190,7 @@ class WorldSampler:
         specs = draw_specs("train", n, self.rng)
         scenes = [sample_scene(s, self.rng) for s in specs]
         texts, plans = [], []
-        for spec, scene in zip(specs, scenes):
+        for spec, scene in zip(specs, list(scenes)):
             if self.rng.random() < cond_dropout:
                 texts.append("")
                 plans.append(None)
@@ -178,6 +198,9 @@ class WorldSampler:
             text, _ = noisy_caption(spec, self.rng, self.config.caption_noise)
             texts.append(text)
             plans.append(plan_objects(spec, scene, self.classes) if self.rng.random() < self.config.plan_p else None)
+            p_fail = self.config.plan_follow_error_p
+            if plans[-1] is not None and p_fail > 0 and self.rng.random() < p_fail:
+                scenes[len(plans) - 1] = self._edited(spec, scene)  # the image misses the right plan once
         images = torch.from_numpy(draw_scenes(scenes)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         return {"texts": texts, "images": images, "plans": plans, "specs": specs}
 
@@ -217,6 +240,11 @@ class WorldSampler:
                 other_scene = sample_scene(other, self.rng)
                 shown.append(other_scene)
                 yes[i] = float(scene_matches(spec, other_scene))  # another prompt's render may still fit
+            elif self.config.edit_negative_p > 0 and self.rng.random() < self.config.edit_negative_p:
+                # The same layout with one mistake, never a match; flipped relations weighted up (the v2 judge
+                # said "yes" to them).
+                shown.append(self._edited(spec, scene, weights={"relation": 3.0}))
+                yes[i] = 0.0
             else:
                 near = sample_scene(perturb_spec(spec, self.rng), self.rng)
                 shown.append(near)
@@ -266,6 +294,10 @@ class WorldSampler:
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         x = self._ghosts(x, shown)
         plans = [plan_objects(s, sc, self.classes) for s, sc in zip(specs, pos_scenes)]
+        if self.config.plan_error_p > 0:
+            for i, (spec, scene) in enumerate(zip(specs, pos_scenes)):
+                if self.rng.random() < self.config.plan_error_p:
+                    plans[i] = plan_objects_of(self._edited(spec, scene), self.classes)
         return {
             "texts": [s.text for s in specs],
             "images": degrade(x, gen, self.config.p_clean),
@@ -280,6 +312,14 @@ class WorldSampler:
             "plans": plans,
             "specs": specs,
         }
+
+    def _edited(self, spec, scene, weights: dict[str, float] | None = None):
+        """``scene`` with one realistic mistake (:func:`~srum_core.world.plan_errors.corrupt_plan`)."""
+        from ..world.plan_errors import corrupt_plan, plan_of
+        from ..world.render import scene_from_slots
+
+        wrong, _kind = corrupt_plan(spec, plan_of(spec, scene), self.rng, weights=weights)
+        return scene_from_slots(wrong, scene.size)
 
     def _ghosts(self, images: torch.Tensor, scenes: Sequence) -> torch.Tensor:
         """Blend a faint object (10–30%) into an empty slot of some images: a flow sample's unresolved ghost,

@@ -110,6 +110,19 @@ TINY = TrainRunConfig(
 )
 
 
+#: The v3 model: the v2 weights (``TrainRunConfig()``, from scratch) trained on with think-mode realism — the
+#: planner learns plans with one realistic mistake in 35% of prompts, the generation expert misses a right plan
+#: in 10% of its plan-conditioned examples, and half of the judge's near misses are the right layout with one
+#: mistake (flipped relations weighted 3×). ``--recipe v3 --init-from V2_FOLDER``.
+V3_STAGE = TrainRunConfig(
+    lr=3e-4, warmup_steps=100, steps=3000, minutes=60.0, bf16=False,
+    data=DataConfig(plan_error_p=0.35, plan_follow_error_p=0.1, edit_negative_p=0.5),
+)
+
+#: Named recipes of ``--recipe``.
+RECIPES: dict[str, TrainRunConfig] = {"v2": TrainRunConfig(), "v3": V3_STAGE}
+
+
 def build_model(config: TrainRunConfig):
     """A fresh TinyUMM and its tokenizer for ``config``."""
     from ..world.prompts import VOCAB
@@ -396,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (world, noise, init)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
     parser.add_argument("--tiny", action="store_true", help="a few-second toy configuration (tests, smoke runs)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v2",
+                        help="v2: the from-scratch stage (default); v3: the think-realism stage, with --init-from "
+                             "the v2 weights")
     parser.add_argument("--force", action="store_true", help="write into --out even if it already holds weights")
     parser.add_argument("--init-from", default=None, help="continue from the weights in this folder")
     parser.add_argument("--gen-batch", type=int, default=None, help="generation images per step")
@@ -416,7 +432,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="train in float32 (default: bf16 autocast for the matmuls)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = TINY if args.tiny else TrainRunConfig()
+    config = TINY if args.tiny else RECIPES[args.recipe]
+    if args.tiny and args.recipe != "v2":
+        config = replace(TINY, data=RECIPES[args.recipe].data)
+    if args.recipe == "v3" and args.init_from is None:
+        parser.error("--recipe v3 continues the v2 weights: pass --init-from V2_FOLDER")
     changes: dict = {"seed": args.seed}
     for name in ("minutes", "steps", "threads", "init_from", "gen_batch", "und_batch", "lr", "warmup_steps", "bf16",
                  "device", "d_model", "n_layers", "timestep_shift", "workers", "schedule_by_time"):

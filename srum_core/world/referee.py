@@ -339,3 +339,38 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if name != "unjudged":
             entry["accuracy"] = entry["passed"] / entry["n"]
     return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# all right / partly wrong / all wrong
+
+#: How a referee-checked image turned out: every check holds, some requested object is drawn right but the image
+#: fails, or none of the requested objects is drawn right.
+OUTCOMES: tuple[str, ...] = ("all right", "partly wrong", "all wrong")
+
+
+def requested_right(spec: PromptSpec, objects) -> tuple[int, int]:
+    """``(right, asked)``: how many of the ``asked`` objects ``spec`` requests are drawn right among ``objects``
+    (detections, or a scene's placed objects): a drawn object of the requested kind — its shape, and its colour,
+    size and texture where the prompt fixes them — each drawn object counted for one requested copy at most."""
+    pool = list(objects)
+    taken = [False] * len(pool)
+    right = 0
+    for want in spec.objects:
+        hits = [i for i, o in enumerate(pool) if not taken[i] and o.shape == want.shape
+                and (want.color is None or o.color == want.color) and (want.size is None or o.size == want.size)
+                and (want.texture is None or o.texture == want.texture)]
+        for i in hits[: want.count]:
+            taken[i] = True
+            right += 1
+    return right, spec.total_objects
+
+
+def outcome(verdict: Verdict, spec: PromptSpec) -> str:
+    """One of :data:`OUTCOMES` for an image the referee judged: "all right" when it passed, "partly wrong" when it
+    failed with at least one requested object drawn right (a flipped relation with every object right is partly
+    wrong too: the objects are right, their layout is not), else "all wrong"."""
+    if verdict.passed:
+        return OUTCOMES[0]
+    right, _ = requested_right(spec, verdict.detections)
+    return OUTCOMES[1] if right >= 1 else OUTCOMES[2]
