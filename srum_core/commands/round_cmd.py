@@ -190,6 +190,7 @@ def register(subparsers: Any) -> None:
         help="a YAML/JSON recipe with every setting of the round (docs/evaluation.md); other round flags are refused",
     )
     p.add_argument("--dry-run", action="store_true", help="validate the round's settings, print the plan and its cost")
+    p.add_argument("--track", action="store_true", help="log the round to a trackio project (pip install trackio)")
     p.add_argument(
         "--preset",
         default=None,
@@ -322,6 +323,10 @@ def run_round_command(args: argparse.Namespace) -> int:
     if args.resume is not None and not Path(args.resume).is_dir():
         raise CliError(f"--resume {args.resume} is not a run folder")
     config = recipe.config
+    if args.track:
+        from ..tracking import check_trackio
+
+        check_trackio()  # before any work
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
     if info.is_main:
         # Half-written folders of killed rounds beside --out (their process is gone) are removed.
@@ -367,6 +372,10 @@ def run_round_command(args: argparse.Namespace) -> int:
                 f"           {_pct(b.agreement if b else None)} → {_pct(a.agreement)}"
             )
     print("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    if args.track:
+        from ..tracking import log_round_folder
+
+        print(f"  tracked in trackio as {log_round_folder(result.run_dir)}")
     return 0
 
 
