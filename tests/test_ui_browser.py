@@ -180,3 +180,19 @@ def test_a_train_input_error_then_runs_show(page):
     assert "n_prompts" in page.locator("#runs-config").inner_text()
     assert page.locator(ERROR_BADGE).count() == 0
     page.screenshot(path=str(ARTIFACTS / "runs_show.png"), full_page=True)
+
+
+def test_evaluate_tab_scores_base_and_the_round(page):
+    """After the round above: the Evaluate tab scores base and round 1 with the referee and shows the plot per
+    category, the agreement table and the worst images."""
+    page.get_by_role("tab", name="Evaluate").click()
+    page.fill("#eval-n input", "1")
+    page.click("#eval-run")
+    page.wait_for_function(
+        "() => document.querySelector('#eval-status')?.innerText.includes('round1')", timeout=90_000
+    )
+    page.wait_for_selector("#eval-plot .js-plotly-plot")
+    assert "round1" in page.locator("#eval-agreement").inner_text()
+    assert page.locator("#eval-worst img").count() >= 1
+    assert page.locator(ERROR_BADGE).count() == 0
+    page.screenshot(path=str(ARTIFACTS / "evaluate.png"), full_page=True)

@@ -1,4 +1,4 @@
-"""``build_demo(engine) -> gr.Blocks``: the four Workbench tabs around one shared engine.
+"""``build_demo(engine) -> gr.Blocks``: the Workbench tabs around one shared engine.
 
 Inspect comes first and opens on a generated example. Every event that touches the backend joins one queue
 group (``ENGINE_QUEUE``), so one runs at a time and a waiting visitor sees its place; the queue is bounded by
@@ -16,7 +16,7 @@ from srum_core.limits import MAX_UPLOAD_BYTES
 
 from . import gradio_fixes
 from .state import Engine
-from .tabs import compare, inspect, runs, train
+from .tabs import compare, evaluate, inspect, runs, train
 
 TITLE = "SRUM Workbench"
 INTRO = (
@@ -45,6 +45,8 @@ def build_demo(engine: Engine) -> gr.Blocks:
                 train_tab = train.build(engine, state)
             with gr.Tab("Compare", id="compare") as compare_page:
                 compare_tab = compare.build(engine, state, initial_prompt=inspect_tab.prompt.value or "")
+            with gr.Tab("Evaluate", id="evaluate"):
+                evaluate.build(engine, state)
             with gr.Tab("Runs", id="runs") as runs_page:
                 runs_tab = runs.build(engine, state)
 

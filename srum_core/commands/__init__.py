@@ -10,4 +10,4 @@ class CliError(Exception):
 
 
 #: Modules under ``srum_core.commands`` that register subcommands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = ("backends_cmd", "map_cmd", "parse_cmd", "round_cmd", "sample_cmd", "world_cmd")
+COMMAND_MODULES: tuple[str, ...] = ("backends_cmd", "evaluate_cmd", "map_cmd", "parse_cmd", "round_cmd", "sample_cmd", "world_cmd")

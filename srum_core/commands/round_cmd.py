@@ -146,8 +146,8 @@ def param_values(args: argparse.Namespace) -> dict[str, Any]:
 GENERATION_KEYS = ("generation.steps", "generation.guidance", "generation.batch_size")
 
 
-def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", required=True, help=f"unified model to use: {', '.join(BACKENDS)}")
+def _add_backend_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--backend", required=required, help=f"unified model to use: {', '.join(BACKENDS)}")
     parser.add_argument("--model", default=None, help="weights folder or hub id for the backend (default: its own)")
     parser.add_argument("--device", default=None, choices=DEVICES, help="auto, cpu, cuda or mps (default auto)")
     add_param_flags(parser, GENERATION_KEYS)
@@ -182,7 +182,15 @@ def register(subparsers: Any) -> None:
         description="Run one SRUM round and write its run folder (config, log, metrics, records, images, adapter). "
         "Defaults come from the config dataclasses; --preset replaces them, and flags you give win over both.",
     )
-    _add_backend_flags(p)
+    _add_backend_flags(p, required=False)
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="FILE",
+        help="a YAML/JSON recipe with every setting of the round (docs/evaluation.md); other round flags are refused",
+    )
+    p.add_argument("--dry-run", action="store_true", help="validate the round's settings, print the plan and its cost")
+    p.add_argument("--track", action="store_true", help="log the round to a trackio project (pip install trackio)")
     p.add_argument(
         "--preset",
         default=None,
@@ -229,7 +237,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--eval-seeds", type=number, default=1, help="evaluation seeds 0..K-1 (default 1)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue from this round's adapter")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="new run folder to write (must not exist)")
+    p.add_argument("--out", default=None, metavar="RUN_DIR", help="new run folder to write (must not exist)")
     p.set_defaults(handler=run_round_command)
 
     e = subparsers.add_parser(
@@ -301,19 +309,32 @@ def run_round_command(args: argparse.Namespace) -> int:
     from ..distributed import process_info
     from ..rounds import run_round
     from ..runs import clean_stale_staging
+    from .recipe_support import recipe_for
 
+    recipe = recipe_for(args, _round_config)  # --recipe FILE, or the flags as a recipe (for --dry-run)
+    if args.dry_run:
+        from .recipe_support import print_plan
+
+        return print_plan(recipe)
+    if args.out is None:
+        raise CliError("round needs --out RUN_DIR")
     if Path(args.out).exists():
         raise CliError(f"--out {args.out} already exists; choose a new run folder")
     if args.resume is not None and not Path(args.resume).is_dir():
         raise CliError(f"--resume {args.resume} is not a run folder")
-    config = _round_config(args)
+    config = recipe.config
+    if args.track:
+        from ..tracking import check_trackio
+
+        check_trackio()  # before any work
     info = process_info()  # first: under several GPU processes this selects each process's own GPU
     if info.is_main:
         # Half-written folders of killed rounds beside --out (their process is gone) are removed.
         clean_stale_staging(Path(args.out).parent, depth=1)
     backend = backend_from_args(args, config.generation.device)
-    config = replace(config, generation=_generation(args, backend))
-    if args.eval_split is None:
+    if args.recipe is None:  # a recipe spells out its generation settings and evaluation split
+        config = replace(config, generation=_generation(args, backend))
+    if args.recipe is None and args.eval_split is None:
         from ..rounds import default_eval_split
 
         config = replace(config, eval_split=default_eval_split(backend))
@@ -325,6 +346,9 @@ def run_round_command(args: argparse.Namespace) -> int:
             progress.close()
     if not info.is_main:
         return 0
+    from ..recipes import RECIPE_FILE, write_recipe
+
+    write_recipe(replace(recipe, config=config), Path(result.run_dir) / RECIPE_FILE)
     s = result.summary
     print(f"round {result.round_index} written to {result.run_dir} (seed {result.seed})")
     print(
@@ -348,6 +372,10 @@ def run_round_command(args: argparse.Namespace) -> int:
                 f"           {_pct(b.agreement if b else None)} → {_pct(a.agreement)}"
             )
     print("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    if args.track:
+        from ..tracking import log_round_folder
+
+        print(f"  tracked in trackio as {log_round_folder(result.run_dir)}")
     return 0
 
 
