@@ -233,3 +233,18 @@ def test_contrast_arm_keeps_srum_ratios_at_sfts_mean_weight(toy):
     assert not np.allclose(w, srum)  # the scale did change: the bad image is no longer down-weighted overall
     # A degenerate image with no weight at all falls back to SFT's uniform weight.
     assert np.allclose(contrast_only(np.full((1, 4), -0.5, dtype=np.float32), 0.5), 1.0)
+
+
+def test_committed_headline_states_srum_sft_and_their_difference(tmp_path):
+    from workbench.tabs.runs import committed_headline
+
+    assert committed_headline(tmp_path / "none.json") == "" and committed_headline(None) == ""
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"config": {"seeds": [0, 1]}, "arms": {
+        "srum": {"n_images": 1400, "delta_vs_base": 3.0, "ci95_vs_base": [1.0, 5.0], "delta_vs_sft": 2.0,
+                 "ci95_vs_sft": [0.5, 3.5]},
+        "sft": {"n_images": 1400, "delta_vs_base": 1.0, "ci95_vs_base": [-1.0, 3.0]}}}))
+    line = committed_headline(path)
+    assert "1400 paired images" in line and "[0, 1]" in line
+    assert "SRUM vs base +3.0 [+1.0, +5.0]" in line and "SFT vs base +1.0 [-1.0, +3.0]" in line
+    assert "SRUM − SFT +2.0 [+0.5, +3.5]" in line

@@ -36,8 +36,9 @@ def card_text(config: Any, summary: dict, measured: str | None = None) -> str:
     noise = data["caption_noise"] if isinstance(data["caption_noise"], dict) else data["caption_noise"].to_dict()
     fm = summary.get("final_metrics", {})
     params = summary.get("parameters", 0)
+    v3 = float(data.get("plan_error_p", 0.0)) > 0
     lines = [
-        "# tiny-umm v2: the SRUM Workbench embedded model",
+        f"# tiny-umm {'v3' if v3 else 'v2'}: the SRUM Workbench embedded model",
         "",
         "A tiny unified multimodal model built as a miniature of BAGEL-7B-MoT: one packed sequence, two experts with",
         "shared attention, a think mode, and an understanding that is better than its generation *by construction*",
@@ -108,6 +109,26 @@ def card_text(config: Any, summary: dict, measured: str | None = None) -> str:
               "plan_end_acc"):
         if k in fm:
             lines.append(f"| {k} | {fm[k]:.4f} |")
+    if v3:
+        lines += [
+            "",
+            "## v3: think mode with realistic mistakes",
+            "",
+            "v3 continues the v2 weights (`init_from`) for a second stage in which think mode makes the mistakes a real",
+            "model's does (srum_core/world/plan_errors.py: a wrong count, a changed or swapped attribute, a flipped",
+            "relation, a missing or an extra object — one per plan, everything else kept):",
+            f"- the planner's target is a plan with one such mistake for {100 * data['plan_error_p']:.0f}% of prompts;",
+            f"- {100 * data.get('plan_follow_error_p', 0.0):.0f}% of plan-conditioned generation examples show an image"
+            " with one mistake against the right plan they are given (the generator sometimes fails a right plan);",
+            f"- {100 * data.get('edit_negative_p', 0.0):.0f}% of the judge's near misses are the right layout with one"
+            " mistake (flipped relations weighted 3×).",
+            "",
+            "Reproduce (seed 0, 2 CPU threads): `python -m srum_core.tinyumm.train --out V2` (the v2 stage; it ran under",
+            "bf16 autocast on a CPU with bf16 hardware, add `--no-bf16` elsewhere),",
+            "then `python -m srum_core.tinyumm.train --recipe v3 --init-from V2 --out V3` (float32). The shipped v3",
+            f"stage ran {summary.get('steps')} of its {_get(config, 'steps')} scheduled steps in"
+            f" {summary.get('train_seconds')} s before its `--minutes` stop on a shared 2-core machine.",
+        ]
     lines += [
         "",
         "## Samples",

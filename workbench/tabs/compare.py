@@ -19,6 +19,7 @@ from ..space import SHORT_GPU_S, gpu
 from ..state import Engine, ensure_session, round_choices
 from . import ENGINE_QUEUE, checked, friendly
 from .inspect import TABLE_HEADERS, result_table
+from .runs import committed_headline
 
 DELTA_HEADERS = ["what", "base", "after", "delta"]
 MAX_GRID = 8
@@ -134,6 +135,9 @@ def build(engine: Engine, state: Any, initial_prompt: str = "") -> CompareTab:
             f"Seed **{seed_used}**, base vs **{label}**.\n\n"
             f"Referee — base: {verdict_text(verdict_before)} · {label}: {verdict_text(verdict_after)}"
         )
+        headline = committed_headline(getattr(engine.backend, "measured_result", None))
+        if headline:
+            verdict_md += f"\n\nOne seed is an anecdote. {headline}"
         gallery = []
         for i, (b, a) in enumerate(zip(before_grid, after_grid)):
             vb, va = grid_verdicts[i]

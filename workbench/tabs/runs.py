@@ -99,6 +99,32 @@ def check_upload(path: str | None) -> None:
             )
 
 
+def committed_headline(path: Path | str | None) -> str:
+    """One line on the committed SRUM table of this model (``docs/results/sandbox_srum.json``): SRUM's and SFT's
+    paired change against the base and SRUM − SFT, with 95% intervals, images and seeds — so a single round's
+    numbers are read beside what the measured table says. Empty when there is no committed table."""
+    if path is None or not Path(path).is_file():
+        return ""
+    data = json.loads(Path(path).read_text())
+    arms = data.get("arms", {})
+    srum, sft = arms.get("srum"), arms.get("sft")
+    if not srum or "delta_vs_base" not in srum:
+        return ""
+
+    def ci(row: dict, key: str) -> str:
+        lo, hi = row[f"ci95_{key}"]
+        return f"{row[f'delta_{key}']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+    seeds = data.get("config", {}).get("seeds", [])
+    parts = [f"SRUM vs base {ci(srum, 'vs_base')}"]
+    if sft and "delta_vs_base" in sft:
+        parts.append(f"SFT vs base {ci(sft, 'vs_base')}")
+    if "delta_vs_sft" in srum:
+        parts.append(f"SRUM − SFT {ci(srum, 'vs_sft')}")
+    return (f"Committed table for this model ({Path(path).name}, {srum.get('n_images')} paired images per arm, "
+            f"round seeds {seeds}): " + "; ".join(parts) + " points, 95% CI.")
+
+
 def srum_result_figure(set_name: str, path: Path) -> tuple[Any, str]:
     """The committed SRUM result as bars per arm and category, and a one-line caption (what it is, or why none)."""
     check_choice(set_name, "evaluation set", ("eval", "transfer"))

@@ -31,6 +31,7 @@ from .. import plots
 from ..space import LONG_GPU_S, SHORT_GPU_S, gpu
 from ..state import Engine, SessionState, ensure_session, round_choices
 from . import ENGINE_QUEUE, checked, friendly, friendly_generator
+from .runs import committed_headline
 
 HISTORY_HEADERS = ["round", "run folder (under the runs root)", "current", "images", "trained", "excluded", "referee after"]
 #: Most images (prompts × images per prompt) and training steps one round started from the UI may use.
@@ -206,7 +207,7 @@ def referee_change_note(summary: Mapping[str, Any]) -> str:
         f"\n\nReferee accuracy on the same {n} evaluation images (plain mode): "
         f"{summary['referee_change/before']:.1f}% → {summary['referee_change/after']:.1f}% "
         f"(Δ {summary['referee_change/delta']:+.1f} points, paired 95% CI [{low:+.1f}, {high:+.1f}]). "
-        "With this few images the interval is wide; the measured result over 700 images and 3 seeds is in Runs."
+        "With this few images the interval is wide; the committed table is in Runs."
     )
 
 
@@ -425,7 +426,9 @@ def build(engine: Engine, state: Any) -> TrainTab:
         session.weights_version += 1
         session.accuracy_rows = _dedupe(session.accuracy_rows + accuracy_rows(out_dir, session.history.current))
         session.reward_values = reward_values(out_dir)
-        yield _outputs(session, f"Round {index} done → `{shown}`" + referee_change_note(outcome["result"].summary))
+        headline = committed_headline(getattr(engine.backend, "measured_result", None))
+        yield _outputs(session, f"Round {index} done → `{shown}`" + referee_change_note(outcome["result"].summary)
+                       + (f"\n\n{headline}" if headline else ""))
 
     def cancel_round(request: gr.Request):
         found = engine.request_cancel(request.session_hash) if request is not None else False
