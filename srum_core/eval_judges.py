@@ -268,17 +268,25 @@ class RefereeJudge:
         return out
 
 
-class HolisticJudge:
-    """One question about the whole prompt; the score is its P("Yes") (VQAScore)."""
+class _AskerJudge:
+    """A judge whose answers are P("Yes") from an asker; its name is ``{kind}:{asker}``."""
+
+    kind = ""
 
     def __init__(self, asker: YesNoAsker, threshold: float = 0.5):
         self.asker = asker
         self.threshold = threshold
-        self.name = f"holistic:{asker.name}"
+        self.name = f"{self.kind}:{asker.name}"
 
     @property
     def version(self) -> str:  # an endpoint names its model only once it has answered
         return f"{QUESTIONS_VERSION}+{self.asker.version}"
+
+
+class HolisticJudge(_AskerJudge):
+    """One question about the whole prompt; the score is its P("Yes") (VQAScore)."""
+
+    kind = "holistic"
 
     def judge(self, images: Sequence[Any], items: Sequence[PromptItem]) -> list[JudgeResult]:
         questions = [HOLISTIC_TEMPLATE.format(prompt=item.text) for item in items]
@@ -291,17 +299,10 @@ class HolisticJudge:
         ]
 
 
-class DecomposedJudge:
+class DecomposedJudge(_AskerJudge):
     """TIFA/DSG-style: atomic questions from the prompt, each P("Yes"); score = their mean; pass = all yes."""
 
-    def __init__(self, asker: YesNoAsker, threshold: float = 0.5):
-        self.asker = asker
-        self.threshold = threshold
-        self.name = f"decomposed:{asker.name}"
-
-    @property
-    def version(self) -> str:  # an endpoint names its model only once it has answered
-        return f"{QUESTIONS_VERSION}+{self.asker.version}"
+    kind = "decomposed"
 
     def judge(self, images: Sequence[Any], items: Sequence[PromptItem]) -> list[JudgeResult]:
         per_image = [decompose_prompt(item.text) for item in items]

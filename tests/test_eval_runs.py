@@ -21,22 +21,9 @@ from srum_core.eval_runs import (
 )
 from srum_core.eval_sets import eval_set_prompts, load_compbench_val, load_reasonbench, load_reasonbench_style
 from srum_core.protocol import ProgressEvent
+from tests.test_ui_api import tiny_backend
 
 GEN = GenerationConfig(steps=3, batch_size=4, mode="plain")
-
-
-def tiny_backend():
-    import torch
-
-    from srum_core.backends.sandbox import SandboxBackend
-
-    backend = SandboxBackend.from_random(seed=0, tiny=True)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in backend.trainable_module().parameters():
-            if not param.any():
-                param.copy_(0.05 * torch.randn(param.shape, generator=generator))
-    return backend
 
 
 @pytest.fixture(scope="module")

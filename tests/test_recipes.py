@@ -11,7 +11,7 @@ import yaml
 from srum_core import cli
 from srum_core.commands import round_cmd
 from srum_core.recipes import RECIPE_FILE, load_recipe, plan, recipe_from_dict, write_recipe
-from tests.test_eval_runs import tiny_backend
+from tests.test_ui_api import tiny_backend
 
 RECIPE = {
     "backend": "sandbox",

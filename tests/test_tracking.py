@@ -30,7 +30,7 @@ def test_an_evaluation_and_a_round_land_in_a_local_trackio_project(tmp_path):
     from srum_core.config import GenerationConfig, TrainingConfig
     from srum_core.eval_runs import EvaluationConfig, run_evaluation, states_for
     from srum_core.rounds import RoundConfig, run_round
-    from tests.test_eval_runs import tiny_backend
+    from tests.test_ui_api import tiny_backend
 
     gen = GenerationConfig(steps=2, batch_size=4, mode="plain")
     backend = tiny_backend()

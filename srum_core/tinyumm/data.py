@@ -86,28 +86,26 @@ def object_wanted(obj, spec) -> bool:
     )
 
 
-def plan_objects(spec, scene, classes) -> list[tuple[int, int, int, int, int]]:
-    """The canonical plan of ``scene`` drawn for ``spec``: objects in the prompt's order, copies of one kind by
-    slot, each ``(slot, colour, shape, size, texture)`` as class indices of ``classes`` (see :func:`world_classes`)."""
+def _plan_indices(rows, classes) -> list[tuple[int, int, int, int, int]]:
+    """Plan rows ``(slot, colour, shape, size, texture)`` as names → as class indices of ``classes``."""
     colors, shapes, textures, sizes = classes
-    objs = list(scene.objects)
-    out = []
-    start = 0
-    for o in spec.objects:
-        group = sorted(objs[start : start + o.count], key=lambda p: world_spec.slot_of(p.cx, p.cy, scene.size))
-        start += o.count
-        for p in group:
-            out.append((world_spec.slot_of(p.cx, p.cy, scene.size), colors.index(p.color), shapes.index(p.shape),
-                        sizes.index(p.size), textures.index(p.texture)))
-    return out
+    return [(slot, colors.index(c), shapes.index(sh), sizes.index(si), textures.index(t)) for slot, c, sh, si, t in rows]
+
+
+def plan_objects(spec, scene, classes) -> list[tuple[int, int, int, int, int]]:
+    """The canonical plan of ``scene`` drawn for ``spec`` (:func:`~srum_core.world.plan_errors.plan_of`: objects in
+    the prompt's order, copies of one kind by slot), each ``(slot, colour, shape, size, texture)`` as class indices
+    of ``classes`` (see :func:`world_classes`)."""
+    from ..world.plan_errors import plan_of
+
+    return _plan_indices(plan_of(spec, scene), classes)
 
 
 def plan_objects_of(scene, classes) -> list[tuple[int, int, int, int, int]]:
     """The plan of ``scene`` in its own object order (a wrong plan, which no prompt's grouping fits), as class
     indices of ``classes``."""
-    colors, shapes, textures, sizes = classes
-    return [(world_spec.slot_of(p.cx, p.cy, scene.size), colors.index(p.color), shapes.index(p.shape),
-             sizes.index(p.size), textures.index(p.texture)) for p in scene.objects]
+    return _plan_indices([(world_spec.slot_of(p.cx, p.cy, scene.size), p.color, p.shape, p.size, p.texture)
+                          for p in scene.objects], classes)
 
 
 @dataclass(frozen=True)
