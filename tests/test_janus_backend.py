@@ -71,12 +71,14 @@ def test_generate_seeds_batches_and_payload(backend):
     prompts = ["a red car", "a green bench and a red car", "three dogs"]
     samples = backend.generate(prompts, [1, 2, 3], GEN)
     assert [s.prompt for s in samples] == prompts and [s.seed for s in samples] == [1, 2, 3]
-    for s in samples:
+    # The image is the decoded payload (decoded as the same batch: a convolution's rounding may differ by one
+    # grey level between batch sizes on some CPUs, so a lone decode is not the reference).
+    decoded = backend.decode_codes(torch.stack([s.payload.reshape(-1) for s in samples]))
+    for s, pixels in zip(samples, decoded):
         assert s.image.size == (32, 32) and s.image.mode == "RGB"
         assert s.payload.shape == (4, 4) and s.payload.dtype == torch.int64
         assert 0 <= int(s.payload.min()) and int(s.payload.max()) < 64
-        # The image is the decoded payload.
-        assert np.array_equal(np.asarray(s.image), backend.decode_codes(s.payload.reshape(1, -1))[0])
+        assert np.array_equal(np.asarray(s.image), pixels)
     # Same seed → same codes, alone or inside a batch of different prompts; another seed → other codes.
     alone = backend.generate(["a green bench and a red car"], [2], GEN)[0]
     assert torch.equal(alone.payload, samples[1].payload)
