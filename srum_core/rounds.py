@@ -35,15 +35,18 @@ from typing import Any
 import numpy as np
 
 from .adapters import (
+    adapter_state,
     attach_adapter,
     check_train_part,
     init_adapter,
+    load_adapter_state,
     read_adapter_config,
     restore_adapter,
     snapshot_adapter,
     zero_adapter_bypassed,
 )
 from .boxes.user import USER_BOX_SOURCE
+from .checkpoints import StageCheckpoint, stored_key
 from .config import GenerationConfig, JudgeConfig, RewardConfig, TrainingConfig, _set, check_float, check_int
 from .distributed import ProcessInfo, barrier, gather_objects, process_info, shard
 from .evaluation import EvalResult, eval_prompts, evaluate, image_seed, paired_referee_change, referee_passed
@@ -414,15 +417,24 @@ def run_round(
     resume: str | os.PathLike[str] | None = None,
     callback: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> RoundResult:
     """Run one SRUM round on ``backend`` and write its folder ``out_dir`` (must not exist; None = write nothing).
 
     Starts from ``resume``'s adapter (a previous round's folder) or from the base model. On success the backend
     keeps the trained weights; on cancellation (:class:`Cancelled`) or error it is restored to the starting
     weights and no folder appears.
+
+    ``checkpoint``: a folder for the round's completed stages (:mod:`srum_core.checkpoints`; one process only).
+    Each stage saves its result there as it completes; a round run again with the same folder and settings loads
+    the completed stages instead of redoing them (a seed drawn by the interrupted round is reused), and continues
+    from the first stage that did not complete. The folder is removed once the run folder is written.
     """
     info = process_info()
-    seed = config.seed if config.seed is not None else _draw_seed(info)
+    if checkpoint is not None and info.world_size > 1:
+        raise ValueError("stage checkpoints are for a round in one process; run without a checkpoint folder")
+    seed = config.seed if config.seed is not None else _stored_seed(checkpoint)
+    seed = seed if seed is not None else _draw_seed(info)
     config = replace(config, seed=seed, training=replace(config.training, seed=seed),
                      generation=resolve_generation_mode(backend, config.generation))
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -435,9 +447,16 @@ def run_round(
         if callback is not None and info.is_main:
             callback(event)
 
+    stages = None
+    if checkpoint is not None:
+        key = {"config": config.to_dict(), "resume": None if resume is None else str(resume), "backend": backend.name}
+        stages = StageCheckpoint(checkpoint, key)  # refuses a folder of another round before any work
     entry = snapshot_adapter(backend)  # restored exactly (rank included) if the round does not complete
     try:
         round_index, previous_eval = _start_from(backend, config.training, resume, log)
+        if stages is not None and stages.stages():
+            log("continuing an interrupted round: stages %s completed, loaded from %s", ", ".join(stages.stages()),
+                stages.folder)
         log("round %d on backend %s, seed %d, %d process(es)", round_index, backend.name, seed, info.world_size)
         prompts = sample_prompts(backend, config.prompts, config.categories, config.n_prompts, seed)
         fixed = _fixed_sample_items(backend, config, prompts) if writes else []
@@ -449,27 +468,49 @@ def run_round(
         with zero_adapter_bypassed(backend) as bypassed:
             if bypassed:
                 log("the adapter adds nothing yet: generating and judging without its layers")
-            before_images = _fixed_images(backend, fixed, config)
-            with _timed(timings, "generate"):
-                samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
+            if stages is not None and stages.has("generate"):
+                before_images, samples, done = stages.load("generate")
+                timings.update(done)
+            else:
+                before_images = _fixed_images(backend, fixed, config)
+                with _timed(timings, "generate"):
+                    samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
+                _save_stage(stages, "generate", (before_images, samples, dict(timings)))
             log("generated %d images of %d prompts from %s", len(samples), len(prompts), config.prompts)
-            with _timed(timings, "propose"):
-                regions = propose_regions(backend, samples, config.judge, info, cancel)
-            with _timed(timings, "judge"):
-                reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
+            if stages is not None and stages.has("judge"):
+                regions, reports, done = stages.load("judge")
+                timings.update(done)
+            else:
+                with _timed(timings, "propose"):
+                    regions = propose_regions(backend, samples, config.judge, info, cancel)
+                with _timed(timings, "judge"):
+                    reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
+                _save_stage(stages, "judge", (regions, reports, dict(timings)))
             maps = training_maps(reports, config.reward, backend.token_size)
             train_set = select_training_set(samples, maps, reports, config.gate)
             rewards = _log_rewards(reward_summary(reports, maps), train_set, config.gate, log)
             known = {k: v for k, v in rewards.items() if v is not None}
             emit(ProgressEvent("judge", len(reports), len(reports), metrics=known))
             referee = referee_summary(backend, samples, items, reports)
-            with _timed(timings, "evaluate"):
-                eval_before = _evaluate_before(backend, config, previous_eval, emit, cancel, info, log)
+            if stages is not None and stages.has("evaluate_before"):
+                eval_before, done = stages.load("evaluate_before")
+                timings.update(done)
+            else:
+                with _timed(timings, "evaluate"):
+                    eval_before = _evaluate_before(backend, config, previous_eval, emit, cancel, info, log)
+                _save_stage(stages, "evaluate_before", (eval_before, dict(timings)))
 
-        with _timed(timings, "train"):
-            trained = train_on_samples(
-                backend, train_set.samples, train_set.weights, config.training, callback=emit, cancel=cancel, info=info
-            )
+        if stages is not None and stages.has("train"):
+            state, trained, done = stages.load("train")
+            load_adapter_state(backend, state)
+            timings.update(done)
+        else:
+            with _timed(timings, "train"):
+                trained = train_on_samples(
+                    backend, train_set.samples, train_set.weights, config.training, callback=emit, cancel=cancel,
+                    info=info,
+                )
+            _save_stage(stages, "train", (adapter_state(backend), trained, dict(timings)))
         _log_training(trained, len(train_set.samples), config.training, log)
         with _timed(timings, "evaluate"):
             eval_after = _evaluate(backend, config, emit, cancel, info) if config.eval_split is not None else None
@@ -509,8 +550,25 @@ def run_round(
         barrier(info)
     except BaseException:
         restore_adapter(backend, entry)  # undo everything this round did to the backend; no folder was written
+        if stages is not None and stages.stages():
+            log("round interrupted: completed stages %s kept in %s", ", ".join(stages.stages()), stages.folder)
         raise
+    if stages is not None:
+        stages.remove()
     return result
+
+
+def _stored_seed(checkpoint: str | os.PathLike[str] | None) -> int | None:
+    """The seed an interrupted round drew, from its checkpoint folder (None: no such round)."""
+    if checkpoint is None:
+        return None
+    key = stored_key(checkpoint)
+    return None if key is None else key.get("config", {}).get("seed")
+
+
+def _save_stage(stages: StageCheckpoint | None, stage: str, value: Any) -> None:
+    if stages is not None:
+        stages.save(stage, value)
 
 
 def default_eval_split(backend: Any) -> str:

@@ -112,3 +112,41 @@ def test_round_gen_mode_and_train_part_reach_the_run_config(tmp_path, prompts, c
     assert main(_round_args(prompts, tmp_path / "a", "--train-part", "all")) == 2
     assert "--train-part gen" in capsys.readouterr().err
     assert not (tmp_path / "t").exists() and not (tmp_path / "a").exists()
+
+
+def test_an_interrupted_round_continues_with_resume_from_its_last_complete_stage(tmp_path, prompts, monkeypatch,
+                                                                               capsys):
+    from srum_core import rounds
+    from srum_core.checkpoints import checkpoint_dir
+
+    real_train = rounds.train_on_samples
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rounds, "train_on_samples", killed)
+    assert main(_round_args(prompts, tmp_path / "r1")) == 130  # as a Ctrl-C
+    assert "run the same command with --resume" in capsys.readouterr().out
+    assert not (tmp_path / "r1").exists() and checkpoint_dir(tmp_path / "r1").is_dir()
+    monkeypatch.setattr(rounds, "train_on_samples", real_train)
+
+    assert main(_round_args(prompts, tmp_path / "r1")) == 2  # never silently started again over the stages
+    assert "add --resume to continue it" in capsys.readouterr().err
+    assert main(_round_args(prompts, tmp_path / "r1", "--lr", "0.02", "--resume")) == 2  # other settings refused
+    assert "another round (different config.training.lr)" in capsys.readouterr().err
+
+    calls = {"generate": 0}
+    real_generate = rounds.generate_samples
+
+    def counted(*args, **kwargs):
+        calls["generate"] += 1
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(rounds, "generate_samples", counted)
+    assert main(_round_args(prompts, tmp_path / "r1", "--resume")) == 0
+    assert calls["generate"] == 0  # the round's images came from the completed stage
+    assert not checkpoint_dir(tmp_path / "r1").exists()
+    assert read_run(tmp_path / "r1").round_index == 1
+    assert len(read_jsonl(tmp_path / "r1" / "records.jsonl")) == 4
+    assert main(_round_args(prompts, tmp_path / "r9", "--resume")) == 2
+    assert "nothing to continue" in capsys.readouterr().err

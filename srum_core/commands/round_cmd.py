@@ -2,7 +2,8 @@
 
     python -m srum_core round --backend sandbox --prompts train --n-prompts 32 --steps 20 --lr 3e-4 --lam 0.5 \\
         --map released --grid bilinear --lora-rank 8 --seed 0 --out runs/r1
-    python -m srum_core round ... --resume runs/r1 --out runs/r2
+    python -m srum_core round ... --resume runs/r1 --out runs/r2     # round 2 starts from round 1's adapter
+    python -m srum_core round ... --out runs/r2 --resume             # continue an interrupted round 2
     python -m srum_core eval --backend sandbox --run runs/r2 --split val --seed 0 --out results.json
     python -m srum_core push runs/r2 --repo-id me/srum-round-2 [--dry-run preview/]
 
@@ -144,6 +145,8 @@ def param_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 GENERATION_KEYS = ("generation.steps", "generation.guidance", "generation.batch_size")
+#: ``--resume`` given alone: continue the interrupted round of ``--out``.
+INTERRUPTED = "<interrupted round of --out>"
 
 
 def _add_backend_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -236,7 +239,15 @@ def register(subparsers: Any) -> None:
         "where it has one, as the sandbox, else 'val')",
     )
     p.add_argument("--eval-seeds", type=number, default=1, help="evaluation seeds 0..K-1 (default 1)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue from this round's adapter")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=INTERRUPTED,
+        default=None,
+        metavar="RUN_DIR",
+        help="alone: continue the interrupted round of --out from its last complete stage (same settings); "
+        "with RUN_DIR: start this round from that finished round's adapter",
+    )
     p.add_argument("--out", default=None, metavar="RUN_DIR", help="new run folder to write (must not exist)")
     p.set_defaults(handler=run_round_command)
 
@@ -306,6 +317,7 @@ def _pct(value: float | None) -> str:
 
 
 def run_round_command(args: argparse.Namespace) -> int:
+    from ..checkpoints import checkpoint_dir
     from ..distributed import process_info
     from ..rounds import run_round
     from ..runs import clean_stale_staging
@@ -320,8 +332,7 @@ def run_round_command(args: argparse.Namespace) -> int:
         raise CliError("round needs --out RUN_DIR")
     if Path(args.out).exists():
         raise CliError(f"--out {args.out} already exists; choose a new run folder")
-    if args.resume is not None and not Path(args.resume).is_dir():
-        raise CliError(f"--resume {args.resume} is not a run folder")
+    start_from = _interrupted_round(args)
     config = recipe.config
     if args.track:
         from ..tracking import check_trackio
@@ -340,7 +351,21 @@ def run_round_command(args: argparse.Namespace) -> int:
         config = replace(config, eval_split=default_eval_split(backend))
     progress = TqdmProgress() if info.is_main else None
     try:
-        result = run_round(backend, config, args.out, resume=args.resume, callback=progress)
+        result = run_round(
+            backend,
+            config,
+            args.out,
+            resume=start_from,
+            callback=progress,
+            checkpoint=checkpoint_dir(args.out) if info.world_size == 1 else None,
+        )
+    except (Exception, KeyboardInterrupt):
+        if info.is_main and checkpoint_dir(args.out).is_dir():
+            print(
+                f"round interrupted; its completed stages are kept in {checkpoint_dir(args.out)}: "
+                "run the same command with --resume to continue"
+            )
+        raise
     finally:
         if progress is not None:
             progress.close()
@@ -377,6 +402,29 @@ def run_round_command(args: argparse.Namespace) -> int:
 
         print(f"  tracked in trackio as {log_round_folder(result.run_dir)}")
     return 0
+
+
+def _interrupted_round(args: argparse.Namespace) -> str | None:
+    """The adapter a round starts from (``--resume RUN_DIR``, or the interrupted round's own starting run), after
+    checking that ``--resume`` and the interrupted round of ``--out`` (if any) agree."""
+    from ..checkpoints import checkpoint_dir, stored_key
+
+    stages = checkpoint_dir(args.out)
+    key = stored_key(stages)
+    if args.resume == INTERRUPTED:
+        if key is None:
+            raise CliError(f"nothing to continue: no interrupted round of --out {args.out} (no {stages})")
+        return key.get("resume")
+    if key is not None and args.resume is not None and str(args.resume) == key.get("resume"):
+        return args.resume  # the interrupted round started from this run: continue it
+    if key is not None:
+        raise CliError(
+            f"--out {args.out} has an interrupted round (completed stages in {stages}); add --resume to continue "
+            "it, or delete that folder to start again"
+        )
+    if args.resume is not None and not Path(args.resume).is_dir():
+        raise CliError(f"--resume {args.resume} is not a run folder")
+    return args.resume
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
