@@ -179,8 +179,7 @@ def run_evaluation(
     out = Path(out_dir)
     generation = generation or GenerationConfig()
     self_judge = self_judge or JudgeConfig()
-    eval_set = config.eval_set or _default_set(backend)
-    prompts = eval_set_prompts(backend, eval_set, config.categories, config.n_per_category, config.prompt_seed)
+    eval_set, prompts = evaluation_prompts(backend, config)
     judge = judge or build_judge(config.judge, backend)
     plan = {
         "backend": backend.name,
@@ -259,6 +258,13 @@ def run_evaluation(
     )
     _write_json(out / RESULTS_FILE, results)
     return results
+
+
+def evaluation_prompts(backend: Any, config: EvaluationConfig) -> tuple[str, list[PromptItem]]:
+    """The set an evaluation draws from (``config.eval_set`` or the backend's own) and its prompts; raises with
+    the known sets or categories when ``config`` names one that does not exist."""
+    eval_set = config.eval_set or _default_set(backend)
+    return eval_set, eval_set_prompts(backend, eval_set, config.categories, config.n_per_category, config.prompt_seed)
 
 
 def _default_set(backend: Any) -> str:

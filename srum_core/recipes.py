@@ -11,7 +11,14 @@ default, a key no config knows is refused with the list of known keys)::
     map: {mode: released, grid: bilinear}                                               # RewardConfig
     training: {steps: 20, lr: 1.0e-4, lam: 0.5, lora_rank: 8, ...}                      # TrainingConfig
     round: {seed: 0, gate: null, n_fixed_samples: 4}
-    evaluation: {split: val, n_prompts: 4, seeds: [0], categories: null}                # before/after the round
+    evaluation: {split: val, n_prompts: 4, seeds: [0], categories: null,               # before/after the round
+                 judge: null, set: null}       # judge: an independent judge (EvalJudgeConfig), e.g.
+                                               #   {kind: vlm, model: Qwen/Qwen2.5-VL-7B-Instruct, decompose: true}
+
+With ``evaluation.judge`` given, ``round --recipe`` also scores the round with that judge, which is not the trained
+model (:mod:`srum_core.eval_runs`: the starting state and the round, ``n_prompts`` per category of ``set`` — any
+set ``evaluate --set`` takes, default the backend's own evaluation set — at ``seeds``) into ``RUN/evaluation/``;
+``evaluate --recipe FILE`` runs the same evaluation for any run folders.
 
 :func:`load_recipe` turns it into a :class:`Recipe` (backend, model and a validated ``RoundConfig``);
 :meth:`Recipe.to_dict` gives the normalised recipe (every value spelled out), which a round writes into its run
@@ -47,6 +54,21 @@ class Recipe:
     backend: str
     model: str | None
     config: Any  # srum_core.rounds.RoundConfig
+    #: The independent evaluation judge (srum_core.eval_judges.EvalJudgeConfig); None: no independent evaluation.
+    eval_judge: Any = None
+    #: The set the independent evaluation draws from (None: the backend's own evaluation set).
+    eval_set: str | None = None
+
+    def evaluation_config(self) -> Any:
+        """The independent evaluation this recipe asks for (:class:`srum_core.eval_runs.EvaluationConfig`), on the
+        round's evaluation prompts-per-category, seeds and categories; None without ``evaluation.judge``."""
+        if self.eval_judge is None:
+            return None
+        from .eval_runs import EvaluationConfig
+
+        c = self.config
+        return EvaluationConfig(eval_set=self.eval_set, categories=c.eval_categories,
+                                n_per_category=max(1, c.eval_n_prompts), seeds=c.eval_seeds, judge=self.eval_judge)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised recipe: every section, every value (what ``recipe.yaml`` in a run folder holds)."""
@@ -60,7 +82,11 @@ class Recipe:
             "map": c.reward.to_dict(),
             "training": {k: v for k, v in c.training.to_dict().items() if k != "seed"},
             "round": {k: getattr(c, k) for k in _ROUND_KEYS},
-            "evaluation": {k: _plain(getattr(c, f)) for k, f in _EVAL_KEYS.items()},
+            "evaluation": {
+                **{k: _plain(getattr(c, f)) for k, f in _EVAL_KEYS.items()},
+                "judge": None if self.eval_judge is None else self.eval_judge.to_dict(),
+                "set": self.eval_set,
+            },
         }
 
 
@@ -100,9 +126,13 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
             raise ValueError("recipe section 'training': the seed is the round's (round: {seed: N})")
         parts["reward" if name == "map" else name] = kind(**given)
     fields: dict[str, Any] = {}
+    evaluation = _section(data, "evaluation")
+    eval_judge, eval_set = _eval_judge(evaluation.pop("judge", None)), evaluation.pop("set", None)
+    if eval_set is not None and (not isinstance(eval_set, str) or not eval_set):
+        raise ValueError("recipe section 'evaluation': set names an evaluation set (evaluate --set), or null")
     for section, keys in (("prompts", _PROMPT_KEYS), ("evaluation", _EVAL_KEYS)):
-        given = _section(data, section)
-        _refuse_unknown(given, keys, f"section {section!r}")
+        given = evaluation if section == "evaluation" else _section(data, section)
+        _refuse_unknown(given, [*keys, *(("judge", "set") if section == "evaluation" else ())], f"section {section!r}")
         fields.update({keys[k]: v for k, v in given.items()})
     given = _section(data, "round")
     _refuse_unknown(given, _ROUND_KEYS, "section 'round'")
@@ -110,7 +140,21 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     for key in ("categories", "eval_categories", "eval_seeds"):
         if fields.get(key) is not None:
             fields[key] = tuple(fields[key])
-    return Recipe(backend=backend, model=None if model is None else str(model), config=RoundConfig(**fields, **parts))
+    return Recipe(backend=backend, model=None if model is None else str(model), config=RoundConfig(**fields, **parts),
+                  eval_judge=eval_judge, eval_set=eval_set)
+
+
+def _eval_judge(given: Any) -> Any:
+    """``evaluation.judge`` as an :class:`~srum_core.eval_judges.EvalJudgeConfig` (None: not given)."""
+    if given is None:
+        return None
+    from .eval_judges import EvalJudgeConfig
+
+    if not isinstance(given, dict):
+        raise ValueError("recipe section 'evaluation': judge is a mapping, e.g. {kind: vlm, model: FOLDER}, or null")
+    known = [f.name for f in dataclasses.fields(EvalJudgeConfig)]
+    _refuse_unknown(given, known, "evaluation.judge")
+    return EvalJudgeConfig(**given)
 
 
 def read_recipe_file(path: str | os.PathLike[str]) -> dict[str, Any]:

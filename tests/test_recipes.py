@@ -89,3 +89,47 @@ def test_plan_counts_and_measured_seconds():
     assert steps["stages"][0]["images"] == 4 and steps["stages"][1]["calls_at_most"] == 4 * 5
     assert steps["seconds_generating"] == pytest.approx(2.9 * steps["images_generated"])
     assert plan(recipe_from_dict(RECIPE))["seconds_generating"] is None
+
+
+def test_the_recipes_evaluation_judge_scores_the_round_and_evaluate_recipe_repeats_it(tmp_path, monkeypatch,
+                                                                                      capsys):
+    monkeypatch.setattr(round_cmd, "load_backend", lambda *a, **k: tiny_backend())
+    recipe = {**RECIPE, "evaluation": {"split": None, "n_prompts": 1, "seeds": [0], "categories": ["color", "numeracy"],
+                                       "judge": {"kind": "referee"}, "set": "eval"}}
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe), encoding="utf-8")
+    assert recipe_from_dict(recipe).to_dict()["evaluation"]["judge"]["kind"] == "referee"
+    assert load_recipe(write_recipe(recipe_from_dict(recipe), tmp_path / "again.yaml")).to_dict() == \
+        recipe_from_dict(recipe).to_dict()
+
+    run = tmp_path / "r1"
+    assert cli.main(["round", "--recipe", str(path), "--out", str(run)]) == 0
+    assert "independent evaluation written" in capsys.readouterr().out
+    inside = json.loads((run / "evaluation" / "results.json").read_text())
+    assert list(inside["per_state"]) == ["base", "round1"] and inside["eval_set"] == "eval"
+    assert inside["judge"].startswith("referee") and set(inside["per_state"]["base"]["per_category"]) == {
+        "color", "numeracy"}
+
+    # the same evaluation, for the same run folder, from the recipe alone: the same items, the same scores
+    assert cli.main(["evaluate", "--recipe", str(path), "--run", str(run), "--out", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "results.json").read_text())
+    for state in ("base", "round1"):
+        assert again["per_state"][state]["overall"]["n"] == inside["per_state"][state]["overall"]["n"]
+        assert again["per_state"][state]["overall"]["score"] == pytest.approx(
+            inside["per_state"][state]["overall"]["score"], abs=1e-6)
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**recipe, "evaluation": {**recipe["evaluation"], "categories": ["count"]}}))
+    assert cli.main(["round", "--recipe", str(wrong), "--out", str(tmp_path / "w")]) == 2
+    assert "unknown categories ['count']" in capsys.readouterr().err and not (tmp_path / "w").exists()
+    assert cli.main(["evaluate", "--recipe", str(path), "--eval-judge", "vlm", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --eval-judge" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--recipe", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "x")]) == 2
+    no_judge = tmp_path / "plain.json"
+    no_judge.write_text(json.dumps(RECIPE), encoding="utf-8")
+    assert cli.main(["evaluate", "--recipe", str(no_judge), "--out", str(tmp_path / "x")]) == 2
+    assert "names no evaluation.judge" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="evaluation.judge: unknown key"):
+        recipe_from_dict({**RECIPE, "evaluation": {"judge": {"kind": "referee", "modle": "x"}}})
+    with pytest.raises(ValueError, match="needs judge.model"):
+        recipe_from_dict({**RECIPE, "evaluation": {"judge": {"kind": "vlm"}}})

@@ -41,7 +41,14 @@ def register(subparsers: Any) -> None:
         "round's adapter, score the images with an evaluation judge that is not the trained model, and write "
         "per-category scores with paired bootstrap intervals against the base (docs/evaluation.md).",
     )
-    p.add_argument("--backend", required=True, help=f"unified model to use: {', '.join(BACKENDS)}")
+    p.add_argument("--backend", default=None, help=f"unified model to use: {', '.join(BACKENDS)} (or a --recipe)")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="FILE",
+        help="a round recipe: backend, model, generation and its evaluation section (judge, set, n, seeds) "
+        "come from it",
+    )
     p.add_argument("--model", default=None, help="weights folder or hub id for the backend (default: its own)")
     p.add_argument("--device", default=None, choices=DEVICES, help="auto, cpu, cuda or mps (default auto)")
     add_param_flags(p, [*GENERATION_KEYS, "generation.mode"])
@@ -62,14 +69,14 @@ def register(subparsers: Any) -> None:
         + ", or a JSON/JSONL prompt file (default: the backend's 'eval' set)",
     )
     p.add_argument("--category", action="append", default=None, help="only this category (repeatable)")
-    p.add_argument("--n-per-category", type=int, default=4, help="prompts per category (default 4)")
-    p.add_argument("--seeds", type=_seeds, default=(0,), help="generation seeds, e.g. 0,1,2 (default 0)")
+    p.add_argument("--n-per-category", type=int, default=None, help="prompts per category (default 4)")
+    p.add_argument("--seeds", type=_seeds, default=None, help="generation seeds, e.g. 0,1,2 (default 0)")
     p.add_argument("--prompt-seed", type=int, default=0, help="seed of the prompt draw (default 0)")
     p.add_argument(
         "--eval-judge",
-        default="referee",
+        default=None,
         choices=JUDGE_KINDS,
-        help="the independent judge: the backend's referee, a local VLM, or an OpenAI-compatible endpoint",
+        help="the independent judge: the backend's referee (default), a local VLM, or an OpenAI-compatible endpoint",
     )
     p.add_argument(
         "--eval-judge-model", default=None, help="VLM folder / hub id, or the model name the endpoint serves"
@@ -97,7 +104,7 @@ def evaluation_config(args: argparse.Namespace) -> Any:
     from ..eval_runs import EvaluationConfig
 
     judge = EvalJudgeConfig(
-        kind=args.eval_judge,
+        kind=args.eval_judge or "referee",
         model=args.eval_judge_model,
         base_url=args.eval_judge_url,
         api_key_env=args.eval_judge_key_env,
@@ -107,11 +114,43 @@ def evaluation_config(args: argparse.Namespace) -> Any:
     return EvaluationConfig(
         eval_set=args.eval_set,
         categories=tuple(args.category) if args.category else None,
-        n_per_category=args.n_per_category,
-        seeds=args.seeds,
+        n_per_category=4 if args.n_per_category is None else args.n_per_category,
+        seeds=(0,) if args.seeds is None else args.seeds,
         prompt_seed=args.prompt_seed,
         judge=judge,
     )
+
+
+#: Flags a recipe's evaluation section replaces (given beside --recipe they are refused).
+_RECIPE_FLAGS = ("eval_judge", "eval_judge_model", "eval_judge_url", "eval_set", "n_per_category", "seeds",
+                 "category")
+
+
+def _from_recipe(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The recipe and the evaluation it asks for; flags that would contradict it are refused."""
+    from ..recipes import load_recipe
+
+    given = [f"--{k.replace('_', '-')}" for k in _RECIPE_FLAGS if getattr(args, k, None) not in (None, False)]
+    if args.decompose:
+        given.append("--decompose")
+    from ..params import ROUND_PARAMS
+    from .round_cmd import param_values
+
+    given += [ROUND_PARAMS[k].flag for k, v in param_values(args).items() if v is not None]
+    if given:
+        raise CliError(f"--recipe holds the evaluation's settings; drop {', '.join(given)} or edit the recipe")
+    try:
+        recipe = load_recipe(args.recipe)
+    except (OSError, ValueError) as err:
+        raise CliError(str(err)) from err
+    for flag, value in (("backend", recipe.backend), ("model", recipe.model)):
+        if getattr(args, flag) not in (None, value):
+            raise CliError(f"--{flag} {getattr(args, flag)} differs from the recipe's {flag}: {value}")
+    args.backend, args.model = recipe.backend, recipe.model
+    config = recipe.evaluation_config()
+    if config is None:
+        raise CliError(f"recipe {args.recipe} names no evaluation.judge (e.g. judge: {{kind: referee}})")
+    return recipe, config
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -150,17 +189,25 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     for run in args.run:
         if not Path(run).is_dir():
             raise CliError(f"--run {run} is not a run folder")
-    config = evaluation_config(args)
+    recipe = None
+    if args.recipe is not None:
+        recipe, config = _from_recipe(args)
+    elif args.backend is None:
+        raise CliError("evaluate needs --backend (or a --recipe)")
+    else:
+        config = evaluation_config(args)
     if args.track:
         from ..tracking import check_trackio
 
         check_trackio()
     backend = backend_from_args(args, args.device)
-    generation = _generation(args, backend)
+    generation = _generation(args, backend) if recipe is None else recipe.config.generation
+    self_judge = None if recipe is None else recipe.config.judge
     progress = TqdmProgress()
     try:
         results = run_evaluation(
-            backend, states_for(args.run), config, out, generation=generation, resume=args.resume, callback=progress
+            backend, states_for(args.run), config, out, generation=generation, self_judge=self_judge,
+            resume=args.resume, callback=progress,
         )
     finally:
         progress.close()

@@ -349,6 +349,8 @@ def run_round_command(args: argparse.Namespace) -> int:
         from ..rounds import default_eval_split
 
         config = replace(config, eval_split=default_eval_split(backend))
+    if recipe.eval_judge is not None:
+        _check_evaluation(backend, recipe)  # before any work: a wrong set or category fails now, not after training
     progress = TqdmProgress() if info.is_main else None
     try:
         result = run_round(
@@ -397,11 +399,42 @@ def run_round_command(args: argparse.Namespace) -> int:
                 f"           {_pct(b.agreement if b else None)} → {_pct(a.agreement)}"
             )
     print("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    if recipe.eval_judge is not None:
+        _independent_evaluation(backend, recipe, config, start_from, Path(result.run_dir))
     if args.track:
         from ..tracking import log_round_folder
 
         print(f"  tracked in trackio as {log_round_folder(result.run_dir)}")
     return 0
+
+
+def _check_evaluation(backend: Any, recipe: Any) -> None:
+    from ..eval_runs import evaluation_prompts
+
+    try:
+        evaluation_prompts(backend, recipe.evaluation_config())
+    except (OSError, ValueError) as err:
+        raise CliError(f"recipe evaluation: {err}") from err
+
+
+def _independent_evaluation(backend: Any, recipe: Any, config: Any, start_from: str | None, run_dir: Path) -> None:
+    """The recipe's ``evaluation.judge``: the round's starting state and the round scored by a judge that is not
+    the trained model, into ``RUN/evaluation/``."""
+    from ..eval_runs import run_evaluation, states_for
+    from .evaluate_cmd import print_results
+
+    chain = [*([start_from] if start_from is not None else []), str(run_dir)]
+    out = run_dir / "evaluation"
+    progress = TqdmProgress()
+    try:
+        results = run_evaluation(
+            backend, states_for(chain), recipe.evaluation_config(), out, generation=config.generation,
+            self_judge=config.judge, callback=progress,
+        )
+    finally:
+        progress.close()
+    print_results(results)
+    print(f"  independent evaluation written to {out / 'results.json'}")
 
 
 def _interrupted_round(args: argparse.Namespace) -> str | None:
