@@ -25,7 +25,7 @@ from workbench.tabs.train import NO_PRESET
 
 PUBLIC = {
     "/generate", "/score", "/train_round", "/cancel_round", "/undo", "/history", "/compare",
-    "/list_runs", "/show_run", "/load_run", "/import_records",
+    "/list_runs", "/show_run", "/load_run", "/import_records", "/load_recipe",
 }  # fmt: skip
 SCORE_ARGS = ("self-grounding", "", "crop", 10, "bilinear", None, None, "released", "pixel")
 
@@ -360,3 +360,41 @@ def test_importing_app_loads_nothing():
         "assert app.parse_args(['--port', '7000']).port == 7000\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], check=True, timeout=60)
+
+
+def test_a_recipe_loaded_in_the_train_tab_runs_with_every_one_of_its_settings(served, client, tmp_path):
+    import yaml
+
+    engine = served[0]
+    recipe = {
+        "backend": "sandbox", "prompts": {"source": "train", "n_prompts": 2},
+        "generation": {"steps": 3, "mode": "plain"}, "map": {"mode": "released", "grid": "area"},
+        "training": {"steps": 2, "lr": 0.01, "batch_size": 2, "warmup_steps": 1, "lora_rank": 4},
+        "round": {"seed": 4, "n_fixed_samples": 1}, "evaluation": {"split": None},
+    }  # fmt: skip
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    status, *values = client.predict(handle_file(str(path)), api_name="/load_recipe")
+    assert "recipe.yaml loaded" in status
+    named = dict(zip(("set", "file", "categories", "n_prompts", "steps", "gen_steps", "lr", "lam", "mode", "rank",
+                      "seed", "eval"), values))  # fmt: skip
+    assert (named["n_prompts"], named["steps"], named["gen_steps"], named["rank"], named["seed"]) == (2, 2, 3, 4, 4)
+    assert named["eval"] == 0 and named["mode"] == "released"
+    before = set(Path(engine.runs_root).rglob("config.json"))
+    status, *_ = client.predict(*values, api_name="/train_round")
+    assert "Round 1 done" in status
+    (config_file,) = set(Path(engine.runs_root).rglob("config.json")) - before
+    config = read_run(config_file.parent).config
+    # the settings the tab shows no field for came from the recipe, not from the config defaults
+    assert config["training"]["warmup_steps"] == 1 and config["training"]["batch_size"] == 2
+    assert config["reward"]["grid"] == "area" and config["generation"]["mode"] == "plain"
+    assert config["seed"] == 4
+
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**recipe, "backend": "bagel"}), encoding="utf-8")
+    with pytest.raises(AppError, match="recipe is for backend 'bagel'"):
+        client.predict(handle_file(str(other)), api_name="/load_recipe")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**recipe, "training": {"stepz": 2}}), encoding="utf-8")
+    with pytest.raises(AppError, match="unknown key"):
+        client.predict(handle_file(str(bad)), api_name="/load_recipe")

@@ -25,7 +25,7 @@ from srum_core.config import MAP_MODES, PRESETS, TRAIN_PARTS, check_int
 from srum_core.limits import MAX_UPLOAD_BYTES, mib
 from srum_core.params import ROUND_PARAMS, preset_values, round_config
 from srum_core.protocol import check_generation_mode, generation_modes
-from srum_core.rounds import default_eval_split
+from srum_core.rounds import default_eval_split, resolve_generation_mode
 
 from .. import plots
 from ..space import LONG_GPU_S, SHORT_GPU_S, gpu
@@ -153,6 +153,64 @@ def _parse_gate(gate: Any) -> float | None:
         raise ValueError(f"gate {str(gate)[:40]!r} is not a number: leave it empty, or give e.g. 0 or 0.9") from None
 
 
+#: RoundConfig fields (besides its sections) a loaded recipe carries into a round started from the tab.
+_RECIPE_ROUND_FIELDS = ("n_prompts", "images_per_prompt", "seed", "gate", "eval_n_prompts", "eval_seeds",
+                        "eval_categories", "n_fixed_samples")
+
+
+def recipe_values(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """A recipe (its normalised dict, :meth:`srum_core.recipes.Recipe.to_dict`) as values keyed like
+    :data:`ROUND_PARAMS` (``section.field``), every setting included: what a round from the tab starts from."""
+    from srum_core.recipes import recipe_from_dict
+
+    config = recipe_from_dict(dict(recipe)).config
+    out: dict[str, Any] = {}
+    for section in ("generation", "judge", "reward", "training"):
+        out.update({f"{section}.{k}": v for k, v in getattr(config, section).to_dict().items()})
+    out.pop("training.seed", None)  # the round's seed is the one seed
+    out.update({k: getattr(config, k) for k in _RECIPE_ROUND_FIELDS})
+    return out
+
+
+def load_recipe_inputs(backend: Any, path: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A recipe file for this tab: ``(recipe dict, values of the tab's inputs keyed like INPUT_KEYS, message)``.
+    Raises ValueError with a one-line reason for a file that is not a recipe of this backend."""
+    from srum_core.recipes import load_recipe
+
+    if not path:
+        raise ValueError("choose a recipe file (.yaml, .yml or .json) to load")
+    size = Path(path).stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"the recipe file is {mib(size)}; this app reads at most {mib(MAX_UPLOAD_BYTES)}")
+    recipe = load_recipe(path)
+    if recipe.backend.split(":")[0] != backend.name.split(":")[0]:
+        raise ValueError(f"this recipe is for backend {recipe.backend!r}; the app runs {backend.name!r} (use the CLI)")
+    c = recipe.config
+    sets = backend.prompt_sets()
+    if c.prompts in sets:
+        prompt_set, prompts_file = c.prompts, None
+    elif Path(c.prompts).is_file():
+        prompt_set, prompts_file = "file", c.prompts
+    else:
+        raise ValueError(f"the recipe's prompts {c.prompts!r} are neither a prompt set here ({', '.join(sets)}) nor a file")
+    inputs = {
+        "prompt_set": prompt_set, "prompts_file": prompts_file, "categories": list(c.categories or backend.categories()),
+        "n_prompts": c.n_prompts, "steps": c.training.steps, "gen_steps": c.generation.steps, "lr": c.training.lr,
+        "lam": c.training.lam, "map_mode": c.reward.mode, "lora_rank": c.training.lora_rank, "seed": c.seed,
+        "eval_prompts": c.eval_n_prompts if c.eval_split is not None else 0, "images_per_prompt": c.images_per_prompt,
+        "gate": "" if c.gate is None else str(c.gate), "preset": NO_PRESET,
+        "gen_mode": resolve_generation_mode(backend, c.generation).mode,
+        "train_part": c.training.train_part,
+    }  # fmt: skip
+    round_config_from_inputs(backend, {**inputs, "recipe": recipe.to_dict()})  # the tab's caps, checked now
+    message = (
+        f"Recipe {Path(path).name} loaded: the fields above show its main settings; every other setting of it "
+        "(warm-up, batch size, judge, map grid, evaluation seeds, ...) applies to the next round. Choosing a preset "
+        "drops the recipe."
+    )
+    return recipe.to_dict(), inputs, message
+
+
 def round_config_from_inputs(backend: Any, values: Mapping[str, Any]) -> Any:
     """The engine's RoundConfig from the tab's inputs (keyed like :data:`INPUT_KEYS`); raises ValueError with a
     one-line fix for a bad value. The configs validate each value; this adds only the shared app's caps."""
@@ -183,6 +241,9 @@ def round_config_from_inputs(backend: Any, values: Mapping[str, Any]) -> Any:
     given["gate"] = _parse_gate(values.get("gate"))
     preset = values.get("preset")
     categories = values.get("categories")
+    if values.get("recipe"):  # a loaded recipe: every setting of it, the tab's fields on top
+        given = {**recipe_values(values["recipe"]), **{k: v for k, v in given.items() if v is not None}}
+        preset = None
     config = round_config(
         given,
         preset=None if preset in (None, "", NO_PRESET) else preset,
@@ -245,7 +306,13 @@ def build(engine: Engine, state: Any) -> TrainTab:
             prompt_set = gr.Radio(prompt_sets, value=prompt_sets[0], label="Prompt set", elem_id="train-set")
             prompts_file = gr.File(label="Prompt file (JSONL/JSON, for 'file')", type="filepath", file_types=[".jsonl", ".json"])
             category_pick = gr.CheckboxGroup(categories, value=categories, label="Categories (none = all)")
-            inputs: dict[str, Any] = {"prompt_set": prompt_set, "prompts_file": prompts_file, "categories": category_pick}
+            recipe_file = gr.File(
+                label="Load a recipe (YAML/JSON, as round --recipe)", type="filepath",
+                file_types=[".yaml", ".yml", ".json"], elem_id="train-recipe",
+            )
+            recipe_state = gr.State(None)
+            inputs: dict[str, Any] = {"prompt_set": prompt_set, "prompts_file": prompts_file, "categories": category_pick,
+                                      "recipe": recipe_state}
 
             def number(name: str, elem_id: str | None = None, **kwargs: Any) -> Any:
                 p = param(INPUT_KEYS[name])  # type: ignore[arg-type]
@@ -476,6 +543,17 @@ def build(engine: Engine, state: Any) -> TrainTab:
             for key in PRESET_INPUTS
         )
 
+    recipe_targets = [name for name in INPUT_KEYS if name in inputs]
+
+    @friendly
+    def load_recipe(path: str | None):
+        recipe, values, message = load_recipe_inputs(backend, path)
+        return (recipe, message, *(values[name] for name in recipe_targets))
+
+    recipe_file.upload(
+        load_recipe, recipe_file, [recipe_state, status, *(inputs[name] for name in recipe_targets)],
+        api_name="load_recipe", queue=False,
+    )
     outputs = [status, loss_plot, dist_plot, acc_plot, preview, history, undo_to, state]
     round_done = checked(run.click, check_round, [state], "train_round", inputs_kwargs=inputs)(
         train_round,
@@ -490,9 +568,10 @@ def build(engine: Engine, state: Any) -> TrainTab:
         undo_round, [undo_to, state], outputs, api_name="undo", concurrency_id=ENGINE_QUEUE
     )
     gr.Button("Refresh history", size="sm").click(show_history, state, history, api_name="history", queue=False)
-    preset.change(
+    preset.input(
         apply_preset, preset, [inputs[key] for key in PRESET_INPUTS], api_name="apply_preset", api_visibility="private",
         queue=False,
     )
+    preset.input(lambda _: None, preset, recipe_state, queue=False, api_visibility="private")  # a preset drops it
     return TrainTab(finished=[round_done, undo_done])
 
