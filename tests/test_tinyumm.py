@@ -312,3 +312,17 @@ def test_train_cli_passes_architecture_data_and_noise_flags(tmp_path):
     assert saved["d_model"] == 48 and saved["n_layers"] == 1
     with pytest.raises(SystemExit):
         main(["--tiny", "--out", str(out)])  # refuses to overwrite without --force
+
+
+def test_a_stop_step_ends_training_early_on_the_full_schedule_and_is_checked(tmp_path):
+    from dataclasses import replace
+
+    from srum_core.tinyumm.train import RECIPES, train
+
+    assert RECIPES["v3"].stop_step == 2500 and RECIPES["v3"].steps == 3000  # the shipped v3 run, by step
+    with pytest.raises(ValueError, match="stop_step=7 must lie in"):
+        replace(TINY, stop_step=7)
+    summary = train(replace(TINY, stop_step=3), tmp_path / "m")
+    assert summary["steps"] == 3
+    config = json.loads((tmp_path / "m" / "training_config.json").read_text())
+    assert config["stop_step"] == 3 and config["steps"] == TINY.steps
