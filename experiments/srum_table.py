@@ -454,10 +454,11 @@ def summarise(results: dict, eval_items: dict, args, recipe: dict, judge: dict) 
                 }
                 per_set[set_name] = row
             entry[f"round {k}"] = per_set
-        last = entry[f"round {max(rounds)}"]
-        first_set = "eval" if "eval" in last else next(iter(last))
-        out["arms"][name] = {**{k: v for k, v in last[first_set].items()},
-                             "transfer": last.get("transfer"), "by_round": entry}
+        # The headline is one round (every arm has it); incremental arms keep rounds 2..K in by_round.
+        first = entry[f"round {min(rounds)}"]
+        first_set = "eval" if "eval" in first else next(iter(first))
+        out["arms"][name] = {**{k: v for k, v in first[first_set].items()},
+                             "transfer": first.get("transfer"), "by_round": entry}
     return out
 
 
@@ -481,6 +482,16 @@ def markdown(summary: dict) -> str:
     seeds = summary["config"]["seeds"]
     lines += ["", f"Paired over the same evaluation items: {n} images per arm (the same items at each of the round seeds {seeds}); "
               f"intervals from {summary['config']['bootstrap_resamples']} bootstrap resamples within each seed."]
+    chains = {name: row["by_round"] for name, row in summary["arms"].items() if len(row.get("by_round", {})) > 1}
+    if chains:
+        lines += ["", "Incremental rounds (each round generates with the model the previous round trained):", "",
+                  "| arm | round | in-dist accuracy | Δ vs base [95% CI] | Δ vs sft at the same round [95% CI] |",
+                  "|---|---|---|---|---|"]
+        for name, by_round in chains.items():
+            for k, per_set in sorted(by_round.items(), key=lambda kv: int(kv[0].split()[1])):
+                row = per_set.get("eval") or next(iter(per_set.values()))
+                lines.append(f"| {name} | {k.split()[1]} | {row['accuracy']:.1f}% | {ci(row, 'vs_base')} | "
+                             f"{ci(row, 'vs_sft')} |")
     if summary.get("judge"):
         lines += ["", "| round | judge balanced accuracy | judge AUROC | referee accuracy of the round's images |",
                   "|---|---|---|---|"]

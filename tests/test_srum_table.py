@@ -248,3 +248,28 @@ def test_committed_headline_states_srum_sft_and_their_difference(tmp_path):
     assert "1400 paired images" in line and "[0, 1]" in line
     assert "SRUM vs base +3.0 [+1.0, +5.0]" in line and "SFT vs base +1.0 [-1.0, +3.0]" in line
     assert "SRUM − SFT +2.0 [+0.5, +3.5]" in line
+
+
+def test_incremental_rounds_keep_round_one_as_the_headline_and_list_every_round(tmp_path):
+    import experiments.srum_table as table
+    from srum_core.backends.sandbox import _CACHE, SandboxBackend
+
+    weights = tmp_path / "w"
+    SandboxBackend.from_random(0).model.save_pretrained(str(weights))
+    args = ["--weights", str(weights), "--seeds", "0", "--arms", "base", "sft", "srum", "--per-category", "1",
+            "--n-prompts", "4", "--steps", "1", "--threads", "1", "--bootstrap", "50", "--sets", "eval",
+            "--rounds", "2", "--incremental-arms", "srum", "sft",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out.json")]
+    _CACHE.clear()
+    try:
+        assert table.main(args) == 0
+    finally:
+        _CACHE.clear()
+    summary = json.loads((tmp_path / "out.json").read_text())
+    srum = summary["arms"]["srum"]
+    assert set(srum["by_round"]) == {"round 1", "round 2"}
+    assert srum["accuracy"] == srum["by_round"]["round 1"]["eval"]["accuracy"]  # the headline is one round
+    assert "delta_vs_sft" in srum["by_round"]["round 2"]["eval"]  # against sft's own round 2
+    assert "round 2:srum" in summary["judge"] and "round 2:sft" in summary["judge"]
+    text = (tmp_path / "out.md").read_text()
+    assert "Incremental rounds" in text and "| srum | 2 |" in text and "| sft | 2 |" in text
