@@ -1194,6 +1194,7 @@ class _Context:
     valid: torch.Tensor
     next_pos: torch.Tensor
     length: int
+    hidden: torch.Tensor | None = None  # (R, length, hidden) last-layer states of the prefill, for checks
 
     def past(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = self.length
@@ -1438,7 +1439,7 @@ class BagelBackend(T2ICompBenchWorld):
             values.append(v)
         valid_cap = torch.zeros(rows_n, cap, dtype=torch.bool)
         valid_cap[:, :length] = valid
-        return _Context(keys, values, valid_cap.to(self.device), next_pos.to(self.device), length)
+        return _Context(keys, values, valid_cap.to(self.device), next_pos.to(self.device), length, hidden=out)
 
     def _step_text(self, ctx: _Context, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row at its next position, append its keys/values; returns logits (R, vocab)."""
