@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,6 +224,16 @@ def test_a_killed_round_leaves_the_previous_run_intact(tmp_path):
     assert after == before  # the previous state, byte for byte
     clean_stale_staging(tmp_path)
     assert not list(tmp_path.glob(".r2.partial-*"))
+    # The killed round kept its completed stages; a round with other settings over them is refused, naming them.
+    stages = tmp_path / ".r2.stages"
+    assert (stages / "generate.pkl").is_file() and (stages / "judge.pkl").is_file()
+    refused = subprocess.run(
+        [sys.executable, str(script), *common, "--steps", "1", "--resume", str(tmp_path / "r1"),
+         "--out", str(tmp_path / "r2")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "different config.training.steps" in refused.stderr
+    shutil.rmtree(stages)
     # The next round resumes from the intact run.
     again = subprocess.run(
         [sys.executable, str(script), *common, "--steps", "1", "--resume", str(tmp_path / "r1"),

@@ -125,9 +125,10 @@ def card_text(config: Any, summary: dict, measured: str | None = None) -> str:
             "",
             "Reproduce (seed 0, 2 CPU threads): `python -m srum_core.tinyumm.train --out V2` (the v2 stage; it ran under",
             "bf16 autocast on a CPU with bf16 hardware, add `--no-bf16` elsewhere),",
-            "then `python -m srum_core.tinyumm.train --recipe v3 --init-from V2 --out V3` (float32). The shipped v3",
-            f"stage ran {summary.get('steps')} of its {_get(config, 'steps')} scheduled steps in"
-            f" {summary.get('train_seconds')} s before its `--minutes` stop on a shared 2-core machine.",
+            "then `python -m srum_core.tinyumm.train --recipe v3 --init-from V2 --out V3` (float32). This v3 stage",
+            f"ran {summary.get('steps')} of its {_get(config, 'steps')} scheduled steps in"
+            f" {summary.get('train_seconds')} s on a shared 2-core machine; the recipe stops at step 2500 by step"
+            " count (`stop_step`), where the shipped run stopped, so a rerun follows the same steps.",
         ]
     lines += [
         "",
