@@ -468,49 +468,44 @@ def run_round(
         with zero_adapter_bypassed(backend) as bypassed:
             if bypassed:
                 log("the adapter adds nothing yet: generating and judging without its layers")
-            if stages is not None and stages.has("generate"):
-                before_images, samples, done = stages.load("generate")
-                timings.update(done)
-            else:
-                before_images = _fixed_images(backend, fixed, config)
+            def generate() -> tuple[list[Any], list[Sample]]:
+                before = _fixed_images(backend, fixed, config)
                 with _timed(timings, "generate"):
-                    samples = generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
-                _save_stage(stages, "generate", (before_images, samples, dict(timings)))
+                    return before, generate_samples(backend, items, seeds, config.generation, info, emit, cancel)
+
+            before_images, samples = _stage(stages, "generate", timings, generate)
             log("generated %d images of %d prompts from %s", len(samples), len(prompts), config.prompts)
-            if stages is not None and stages.has("judge"):
-                regions, reports, done = stages.load("judge")
-                timings.update(done)
-            else:
+            def judge() -> tuple[list[list[Region]], list[RewardReport]]:
                 with _timed(timings, "propose"):
-                    regions = propose_regions(backend, samples, config.judge, info, cancel)
+                    found = propose_regions(backend, samples, config.judge, info, cancel)
                 with _timed(timings, "judge"):
-                    reports = judge_samples(backend, samples, regions, config.judge, info, emit, cancel)
-                _save_stage(stages, "judge", (regions, reports, dict(timings)))
+                    return found, judge_samples(backend, samples, found, config.judge, info, emit, cancel)
+
+            regions, reports = _stage(stages, "judge", timings, judge)
             maps = training_maps(reports, config.reward, backend.token_size)
             train_set = select_training_set(samples, maps, reports, config.gate)
             rewards = _log_rewards(reward_summary(reports, maps), train_set, config.gate, log)
             known = {k: v for k, v in rewards.items() if v is not None}
             emit(ProgressEvent("judge", len(reports), len(reports), metrics=known))
             referee = referee_summary(backend, samples, items, reports)
-            if stages is not None and stages.has("evaluate_before"):
-                eval_before, done = stages.load("evaluate_before")
-                timings.update(done)
-            else:
+            def evaluate_before() -> EvalResult | None:
                 with _timed(timings, "evaluate"):
-                    eval_before = _evaluate_before(backend, config, previous_eval, emit, cancel, info, log)
-                _save_stage(stages, "evaluate_before", (eval_before, dict(timings)))
+                    return _evaluate_before(backend, config, previous_eval, emit, cancel, info, log)
 
-        if stages is not None and stages.has("train"):
-            state, trained, done = stages.load("train")
-            load_adapter_state(backend, state)
-            timings.update(done)
-        else:
+            eval_before = _stage(stages, "evaluate_before", timings, evaluate_before)
+
+        def train() -> tuple[TrainResult, dict[str, Any] | None]:
             with _timed(timings, "train"):
-                trained = train_on_samples(
+                done = train_on_samples(
                     backend, train_set.samples, train_set.weights, config.training, callback=emit, cancel=cancel,
                     info=info,
                 )
-            _save_stage(stages, "train", (adapter_state(backend), trained, dict(timings)))
+            return done, (adapter_state(backend) if stages is not None else None)  # weights copied only to keep
+
+        trained_before = stages is not None and stages.has("train")
+        trained, state = _stage(stages, "train", timings, train)
+        if trained_before:
+            load_adapter_state(backend, state)
         _log_training(trained, len(train_set.samples), config.training, log)
         with _timed(timings, "evaluate"):
             eval_after = _evaluate(backend, config, emit, cancel, info) if config.eval_split is not None else None
@@ -566,9 +561,17 @@ def _stored_seed(checkpoint: str | os.PathLike[str] | None) -> int | None:
     return None if key is None else key.get("config", {}).get("seed")
 
 
-def _save_stage(stages: StageCheckpoint | None, stage: str, value: Any) -> None:
+def _stage(stages: StageCheckpoint | None, name: str, timings: dict[str, float], run: Any) -> Any:
+    """Stage ``name``'s result: loaded (with the timings so far) where an interrupted round completed it, else
+    ``run()``, then saved with the timings so far when the round keeps checkpoints."""
+    if stages is not None and stages.has(name):
+        value, done = stages.load(name)
+        timings.update(done)
+        return value
+    value = run()
     if stages is not None:
-        stages.save(stage, value)
+        stages.save(name, (value, dict(timings)))
+    return value
 
 
 def default_eval_split(backend: Any) -> str:

@@ -350,7 +350,7 @@ def _greedy_without_cache(backend: BagelBackend, row, max_new: int) -> list[int]
     ``<|im_end|>`` does not change the state of the last answer token, whose logits pick the next one."""
     ids: list[int] = []
     for _ in range(max_new):
-        ctx = backend.prefill([list(row) + [("text", ids)]])
+        ctx = backend.prefill([list(row) + [("text", ids)]], keep_hidden=True)
         logits = backend.model.transformer.lm_head(ctx.hidden[0, ctx.length - 2]).float()
         nxt = int(logits.argmax(-1))
         if nxt == backend.eos_id:

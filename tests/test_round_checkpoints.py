@@ -11,26 +11,18 @@ import pytest
 from safetensors.numpy import load_file
 
 from srum_core.checkpoints import StageCheckpoint, checkpoint_dir
-from srum_core.config import GenerationConfig, TrainingConfig
-from srum_core.rounds import Cancelled, RoundConfig, run_round
+from srum_core.config import TrainingConfig
+from srum_core.rounds import Cancelled, run_round
 from srum_core.runs import read_jsonl
+from tests import test_rounds
 from tests.fakes import FakeBackend
 
-PROMPTS = ["a red circle", "two green triangles", "a purple square", "a red square"]
-
-
-@pytest.fixture
-def prompt_file(tmp_path):
-    path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p, "category": "test"}) + "\n" for p in PROMPTS))
-    return path
-
+prompt_file = test_rounds.prompt_file  # the fixture: test_rounds' prompt file
 
 def _config(prompt_file, **kwargs):
-    values = dict(prompts=str(prompt_file), n_prompts=4, seed=3, generation=GenerationConfig(steps=4, batch_size=4),
-                  training=TrainingConfig(steps=4, lr=1e-2, batch_size=2), eval_split=None, n_fixed_samples=1)
-    values.update(kwargs)
-    return RoundConfig(**values)
+    """test_rounds' small round (five prompts, one unreadable), one fixed sample, four training steps."""
+    return test_rounds._config(prompt_file, **{"seed": 3, "n_fixed_samples": 1,
+                                         "training": TrainingConfig(steps=4, lr=1e-2, batch_size=2), **kwargs})
 
 
 def _adapter(run_dir):

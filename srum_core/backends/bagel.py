@@ -1194,7 +1194,7 @@ class _Context:
     valid: torch.Tensor
     next_pos: torch.Tensor
     length: int
-    hidden: torch.Tensor | None = None  # (R, length, hidden) last-layer states of the prefill, for checks
+    hidden: torch.Tensor | None = None  # (R, length, hidden) last-layer states, kept only when asked (checks)
 
     def past(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = self.length
@@ -1376,8 +1376,9 @@ class BagelBackend(T2ICompBenchWorld):
     def _embed(self, ids: Sequence[int]) -> torch.Tensor:
         return self.model.transformer.embed_tokens(torch.tensor(list(ids), dtype=torch.long, device=self.device))
 
-    def prefill(self, rows: Sequence[Sequence[Segment]], extra: int = 0) -> _Context:
-        """Run the understanding expert over each row's context; keep keys/values with room for ``extra`` more.
+    def prefill(self, rows: Sequence[Sequence[Segment]], extra: int = 0, keep_hidden: bool = False) -> _Context:
+        """Run the understanding expert over each row's context; keep keys/values with room for ``extra`` more
+        (and, with ``keep_hidden``, the last layer's states of every position, for checks).
 
         Text segments become ``<|im_start|> ids <|im_end|>`` (causal, one position per token); image segments
         ``<|vision_start|> SigLIP tokens <|vision_end|>`` (bidirectional inside, one shared position).
@@ -1439,7 +1440,8 @@ class BagelBackend(T2ICompBenchWorld):
             values.append(v)
         valid_cap = torch.zeros(rows_n, cap, dtype=torch.bool)
         valid_cap[:, :length] = valid
-        return _Context(keys, values, valid_cap.to(self.device), next_pos.to(self.device), length, hidden=out)
+        return _Context(keys, values, valid_cap.to(self.device), next_pos.to(self.device), length,
+                        hidden=out if keep_hidden else None)
 
     def _step_text(self, ctx: _Context, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row at its next position, append its keys/values; returns logits (R, vocab)."""
